@@ -1,0 +1,94 @@
+"""TUN/TAP ioctls (linux/if_tun.h, x86-64 values in PLATFORM.md section 2).
+
+Theory of operation: a tun/tap netdev exists as long as a queue fd is
+attached, unless TUNSETPERSIST made it persistent. ``TUNSETIFF`` creates the
+device in the namespace of the *calling thread*, so these functions are run
+on a namespace's worker thread. ``IFF_TUN_EXCL`` on the first queue makes
+TUNSETIFF fail with EBUSY instead of silently attaching to an existing
+device of the same name, which would break "never touch what is not ours".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+
+from netvirt._netlink import translate
+
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+TUNSETOWNER = 0x400454CC
+TUNSETGROUP = 0x400454CE
+TUNSETOFFLOAD = 0x400454D0
+TUNGETIFF = 0x800454D2
+TUNSETVNETHDRSZ = 0x400454D8
+TUNSETQUEUE = 0x400454D9
+
+IFF_TUN = 0x0001
+IFF_TAP = 0x0002
+IFF_MULTI_QUEUE = 0x0100
+IFF_ATTACH_QUEUE = 0x0200
+IFF_DETACH_QUEUE = 0x0400
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+IFF_TUN_EXCL = 0x8000
+
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+OFFLOAD_TCP = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+
+
+def _ifreq(name: str, flags: int) -> bytes:
+    return struct.pack("16sH22x", name.encode(), flags)
+
+
+def open_queues(name: str, *, tap: bool, queues: int = 1, vnet_hdr: bool = False,
+                offload: bool = False, netns: str | None = None) -> list[int]:
+    """Create tun/tap ``name`` with ``queues`` non-blocking fds (worker thread only)."""
+    flags = (IFF_TAP if tap else IFF_TUN) | IFF_NO_PI
+    if queues > 1:
+        flags |= IFF_MULTI_QUEUE
+    if vnet_hdr or offload:
+        flags |= IFF_VNET_HDR
+    fds: list[int] = []
+    try:
+        for q in range(queues):
+            with translate(f"open {'tap' if tap else 'tun'} queue {q}", device=name, netns=netns):
+                fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+                fds.append(fd)
+                fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | (IFF_TUN_EXCL if q == 0 else 0)))
+                if offload:
+                    fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOAD_TCP)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def make_persistent(fd: int, name: str, *, owner: int | None, group: int | None,
+                    netns: str | None = None) -> None:
+    with translate("make tun/tap persistent", device=name, netns=netns):
+        if owner is not None:
+            fcntl.ioctl(fd, TUNSETOWNER, owner)
+        if group is not None:
+            fcntl.ioctl(fd, TUNSETGROUP, group)
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+
+
+def set_queue_enabled(fd: int, enabled: bool) -> None:
+    fcntl.ioctl(fd, TUNSETQUEUE, _ifreq("", IFF_ATTACH_QUEUE if enabled else IFF_DETACH_QUEUE))
+
+
+def get_flags(fd: int) -> int:
+    buf = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+    return int(struct.unpack("16sH22x", buf)[1])
+
+
+def set_plain_frames(fd: int, name: str) -> None:
+    """Switch a macvtap fd from vnet-header frames to plain Ethernet frames."""
+    with translate("switch off vnet header", device=name):
+        fcntl.ioctl(fd, TUNSETIFF, _ifreq("", IFF_TAP | IFF_NO_PI))

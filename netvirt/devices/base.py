@@ -1,0 +1,211 @@
+"""What every netvirt device shares: its namespace, its lifecycle, its addresses.
+
+Lifecycle contract (trio-style): the constructor does no I/O; ``await
+dev.create()`` or ``async with dev`` creates the kernel object and applies
+the configuration in one hop to the namespace's worker thread; if anything
+after the creation fails, the object is deleted before the error is raised.
+``await dev.aclose()`` deletes what this object created (never anything
+else), is safe to call twice, and completes even when the calling task is
+being cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Iterable
+from typing import Any, ClassVar, Self
+
+from netvirt._netlink import LinkInfo, Netlink
+from netvirt.errors import UsageError
+from netvirt.netns import Namespace
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+NetnsArg = Namespace | str | None
+DEFAULT_ALIAS = "netvirt"
+IFNAMSIZ = 16
+
+
+def check_ifname(name: str) -> str:
+    """Return ``name`` if the kernel would accept it as an interface name."""
+    raw = name.encode()
+    if not raw or len(raw) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name) or name in (".", ".."):
+        raise UsageError(
+            f"invalid interface name {name!r}: 1-15 bytes, no '/', no whitespace"
+        )
+    return name
+
+
+def parse_ifaces(addresses: Iterable[str | IPInterface]) -> tuple[IPInterface, ...]:
+    out = []
+    for a in addresses:
+        if isinstance(a, str) and "/" not in a:
+            raise UsageError(f"address {a!r} needs a prefix length, e.g. {a}/24")
+        out.append(ipaddress.ip_interface(a))
+    return tuple(out)
+
+
+async def resolve_netns(netns: NetnsArg) -> tuple[Namespace, bool]:
+    """(namespace, whether we opened it and must close it)."""
+    if isinstance(netns, Namespace):
+        return netns, False
+    if netns is None:
+        return await Namespace.host(), True
+    return await Namespace.borrow(netns), True
+
+
+class Device:
+    """One netdev in one namespace. Subclasses implement :meth:`_create_link`."""
+
+    kind: ClassVar[str] = ""
+    #: default for ``ipv6_linklocal``: tun devices skip it (no stray RS packets)
+    default_ipv6_ll: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        netns: NetnsArg = None,
+        addresses: Iterable[str | IPInterface] = (),
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool = True,
+        master: str | None = None,
+        alias: str = DEFAULT_ALIAS,
+        ipv6_linklocal: bool | None = None,
+    ) -> None:
+        self.name = check_ifname(name)
+        self._netns_arg = netns
+        self.addresses = parse_ifaces(addresses)
+        self.mtu = mtu
+        self.mac = mac.lower() if mac else None
+        self.up = up
+        self.master = master
+        self.alias = alias
+        self.ipv6_linklocal = self.default_ipv6_ll if ipv6_linklocal is None else ipv6_linklocal
+        self.ifindex = 0
+        self._ns: Namespace | None = None
+        self._own_ns_handle = False
+        self._created = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        where = self._ns.label if self._ns else self._netns_arg
+        return f"<{type(self).__name__} {self.name} in {where} ifindex={self.ifindex}>"
+
+    @property
+    def netns(self) -> Namespace:
+        if self._ns is None:
+            raise RuntimeError(f"{self.name}: not created yet")
+        return self._ns
+
+    # -- lifecycle -------------------------------------------------------
+    async def create(self) -> Self:
+        if self._created:
+            return self
+        self._ns, self._own_ns_handle = await resolve_netns(self._netns_arg)
+        try:
+            await self._create_link()
+            self._created = True
+            await self._after_create()
+        except BaseException:
+            await asyncio.shield(self.aclose())
+            raise
+        return self
+
+    async def _create_link(self) -> None:
+        raise NotImplementedError
+
+    async def _after_create(self) -> None:
+        """Hook for subclasses: runs after configuration (e.g. start I/O)."""
+
+    async def aclose(self) -> None:
+        """Delete what this object created. Safe twice; completes under cancellation."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._created:
+                await asyncio.shield(self._delete())
+        finally:
+            if self._own_ns_handle and self._ns is not None:
+                await asyncio.shield(self._ns.close())
+
+    async def _delete(self) -> None:
+        index = self.ifindex
+        if index:
+            await self.netns.nl(lambda nl: nl.link_del(index))
+
+    delete = aclose
+
+    async def __aenter__(self) -> Self:
+        return await self.create()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- configuration (all on the namespace's worker thread) ---------------
+    def _link_attrs(self) -> dict[str, Any]:
+        """Attributes that can go into the creating RTM_NEWLINK itself."""
+        attrs: dict[str, Any] = {"ifalias": self.alias}
+        if self.mtu:
+            attrs["mtu"] = self.mtu
+        if self.mac:
+            attrs["address"] = self.mac
+        return attrs
+
+    def _configure(self, nl: Netlink, index: int, *, in_add: bool = True) -> None:
+        """Apply master, addrgenmode, up and addresses (plus mtu/mac unless set at add)."""
+        attrs: dict[str, Any] = {} if in_add else self._link_attrs()
+        if self.master:
+            attrs["master"] = nl.ifindex(self.master)
+        if attrs:
+            nl.link_set(index, **attrs)
+        if not self.ipv6_linklocal:
+            nl.no_ipv6_linklocal(index)
+        if self.up:
+            nl.link_set(index, state="up")
+        for iface in self.addresses:
+            nl.addr_add(index, iface)
+
+    # -- operations ------------------------------------------------------
+    async def info(self) -> LinkInfo:
+        index = self.ifindex
+        return await self.netns.nl(lambda nl: nl.link(index))
+
+    async def set_up(self, up: bool = True) -> None:
+        index = self.ifindex
+        await self.netns.nl(lambda nl: nl.link_set(index, state="up" if up else "down"))
+
+    async def set_down(self) -> None:
+        await self.set_up(False)
+
+    async def set_mtu(self, mtu: int) -> None:
+        index = self.ifindex
+        await self.netns.nl(lambda nl: nl.link_set(index, mtu=mtu))
+        self.mtu = mtu
+
+    async def set_mac(self, mac: str) -> None:
+        index = self.ifindex
+        await self.netns.nl(lambda nl: nl.link_set(index, address=mac))
+        self.mac = mac.lower()
+
+    async def add_address(self, address: str | IPInterface) -> None:
+        (iface,) = parse_ifaces([address])
+        index = self.ifindex
+        await self.netns.nl(lambda nl: nl.addr_add(index, iface))
+        self.addresses += (iface,)
+
+    async def add_route(self, to: str, via: str | None = None) -> None:
+        """Route ``to`` through this device (optionally via a gateway)."""
+        index = self.ifindex
+        await self.netns.nl(lambda nl: nl.route_add(to, via=via, oif=index))
+
+    async def set_master(self, bridge: str | None) -> None:
+        index = self.ifindex
+
+        def do(nl: Netlink) -> None:
+            nl.link_set(index, master=nl.ifindex(bridge) if bridge else 0)
+
+        await self.netns.nl(do)
+        self.master = bridge

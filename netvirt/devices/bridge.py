@@ -1,0 +1,82 @@
+"""Linux bridges: STP, ageing, forward delay, ports and the forwarding table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netvirt._netlink import FdbEntry, Netlink
+from netvirt.devices.base import Device
+
+
+class Bridge(Device):
+    """A Linux bridge. ``ageing_time`` and ``forward_delay`` are in seconds."""
+
+    kind = "bridge"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        stp: bool = False,
+        ageing_time: float | None = None,
+        forward_delay: float | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, **kw)
+        self.stp = stp
+        self.ageing_time = ageing_time
+        self.forward_delay = forward_delay
+
+    def _bridge_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"br_stp_state": int(self.stp)}
+        if self.ageing_time is not None:  # the kernel counts centiseconds
+            attrs["br_ageing_time"] = int(self.ageing_time * 100)
+        if self.forward_delay is not None:
+            attrs["br_forward_delay"] = int(self.forward_delay * 100)
+        return attrs
+
+    async def _create_link(self) -> None:
+        attrs = {**self._link_attrs(), **self._bridge_attrs()}
+
+        def add(nl: Netlink) -> int:
+            index = nl.link_add(self.name, "bridge", **attrs)
+            self.ifindex = index
+            self._configure(nl, index)
+            return index
+
+        await self.netns.nl(add)
+
+    async def set_options(self, *, stp: bool | None = None, ageing_time: float | None = None,
+                          forward_delay: float | None = None) -> None:
+        if stp is not None:
+            self.stp = stp
+        if ageing_time is not None:
+            self.ageing_time = ageing_time
+        if forward_delay is not None:
+            self.forward_delay = forward_delay
+        attrs = self._bridge_attrs()
+        index = self.ifindex
+        await self.netns.nl(lambda nl: nl.link_set(index, kind="bridge", **attrs))
+
+    async def attach(self, port: Device | str) -> None:
+        """Make ``port`` (a device or an interface name in this namespace) a bridge port."""
+        name = port.name if isinstance(port, Device) else port
+        index = self.ifindex
+        await self.netns.nl(lambda nl: nl.link_set(nl.ifindex(name), master=index))
+
+    async def detach(self, port: Device | str) -> None:
+        name = port.name if isinstance(port, Device) else port
+        await self.netns.nl(lambda nl: nl.link_set(nl.ifindex(name), master=0))
+
+    async def fdb(self) -> list[FdbEntry]:
+        """The bridge's forwarding table (learned and permanent entries)."""
+        index = self.ifindex
+        return await self.netns.nl(lambda nl: nl.fdb(index))
+
+    async def learned(self, mac: str) -> str | None:
+        """The port name on which ``mac`` was learned, or None."""
+        mac = mac.lower()
+        for e in await self.fdb():
+            if e.mac == mac and not e.local:
+                return e.port
+        return None

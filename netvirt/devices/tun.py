@@ -1,0 +1,125 @@
+"""TUN and TAP devices opened by fd, with async packet I/O.
+
+By default the device is not persistent: it lives exactly as long as netvirt
+holds its queue fds, so even a SIGKILL leaves nothing behind. ``persist=True``
+(with ``owner``/``group``) leaves a device for an external program such as
+qemu: netvirt then closes its fds and deletes the device by netlink.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from netvirt._netlink import Netlink
+from netvirt.devices import _tuntap
+from netvirt.devices.base import Device
+from netvirt.packetio import PacketPort
+
+
+class Tun(Device):
+    """A TUN device (IP packets, IFF_NO_PI). ``queues`` > 1 gives multi-queue."""
+
+    kind = "tun"
+    default_ipv6_ll = False
+    _tap: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        queues: int = 1,
+        vnet_hdr: bool = False,
+        offload: bool = False,
+        persist: bool = False,
+        owner: int | None = None,
+        group: int | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, **kw)
+        if not 1 <= queues <= 64:
+            raise ValueError("queues must be 1..64")
+        self.n_queues = queues
+        self.vnet_hdr = vnet_hdr or offload
+        self.offload = offload
+        self.persist = persist
+        self.owner = owner
+        self.group = group
+        self.queues: list[PacketPort] = []
+
+    async def _create_link(self) -> None:
+        ns = self.netns
+
+        def create(nl: Netlink) -> list[int]:
+            fds = _tuntap.open_queues(self.name, tap=self._tap, queues=self.n_queues,
+                                      vnet_hdr=self.vnet_hdr, offload=self.offload, netns=ns.name)
+            try:
+                if self.persist:
+                    _tuntap.make_persistent(fds[0], self.name, owner=self.owner,
+                                            group=self.group, netns=ns.name)
+                self.ifindex = nl.ifindex(self.name)
+                if self.alias or self.mtu or self.mac:
+                    nl.link_set(self.ifindex, **self._link_attrs())
+            except BaseException:
+                for fd in fds:
+                    os.close(fd)
+                if self.persist and self.ifindex:
+                    nl.link_del(self.ifindex)
+                raise
+            return fds
+
+        fds = await ns.nl(create)
+        framing = "ether" if self._tap else "ip"
+        self.queues = [PacketPort(fd, framing, vnet_hdr=self.vnet_hdr, name=self.name) for fd in fds]
+        if self.persist:  # left for an external program: drop our queues
+            self._close_queues()
+        index = self.ifindex
+        await ns.nl(lambda nl: self._configure(nl, index))
+
+    def _close_queues(self) -> None:
+        for q in self.queues:
+            q.close()
+        self.queues = []
+
+    async def _delete(self) -> None:
+        self._close_queues()  # a non-persistent device vanishes with its last fd
+        if self.persist:
+            await super()._delete()
+
+    # -- packet I/O on the first queue ---------------------------------------
+    @property
+    def port(self) -> PacketPort:
+        if not self.queues:
+            raise RuntimeError(f"{self.name}: no open queue (not created, closed, or persistent)")
+        return self.queues[0]
+
+    def fileno(self) -> int:
+        return self.port.fileno()
+
+    async def read(self) -> bytes:
+        return await self.port.read()
+
+    async def read_batch(self, batch: int = 64) -> list[bytes]:
+        return await self.port.read_batch(batch)
+
+    async def write(self, packet: bytes | bytearray | memoryview) -> bool:
+        return self.port.write_nowait(packet)
+
+    def write_nowait(self, packet: bytes | bytearray | memoryview) -> bool:
+        return self.port.write_nowait(packet)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.port.__aiter__()
+
+    def set_queue_enabled(self, queue: int, enabled: bool) -> None:
+        """Detach (False) or re-attach (True) one queue from the flow spreading."""
+        _tuntap.set_queue_enabled(self.queues[queue].fileno(), enabled)
+
+
+class Tap(Tun):
+    """A TAP device (Ethernet frames): what qemu-kvm puts on a bridge for a guest."""
+
+    kind = "tap"
+    default_ipv6_ll = True
+    _tap = True

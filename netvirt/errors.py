@@ -1,0 +1,130 @@
+"""The one error tree of netvirt.
+
+Every error a user can meet derives from :class:`NetvirtError` and carries the
+process exit code the CLI uses for it (SPEC.md section 3)::
+
+    NetvirtError                      exit 1 unless a subclass says otherwise
+    ├── UsageError                    exit 2  bad command line
+    ├── ScenarioError                 exit 2  bad scenario file (all problems at once)
+    ├── EnvironmentProblem            exit 3  the machine cannot do what was asked
+    │   ├── NotRootError                      not running as root
+    │   ├── UnsupportedError                  a kind or option this kernel lacks
+    │   └── NameTakenError                    a namespace, link or lab name exists already
+    ├── KernelError                   exit 3  a netlink request or ioctl failed (errno, op, where)
+    │   └── NoSuchObjectError                 ENOENT/ENODEV: namespace or link missing
+    └── StepFailed                    exit 1  a scenario check failed
+
+pyroute2's ``NetlinkError`` and raw ``OSError`` from ioctls are translated
+into this tree at exactly one seam each (``netvirt._netlink`` and
+``netvirt.devices._tuntap``); nothing else catches library errors.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from dataclasses import dataclass
+
+__all__ = [
+    "EnvironmentProblem",
+    "KernelError",
+    "NameTakenError",
+    "NetvirtError",
+    "NoSuchObjectError",
+    "NotRootError",
+    "Problem",
+    "ScenarioError",
+    "StepFailed",
+    "UnsupportedError",
+    "UsageError",
+]
+
+
+class NetvirtError(Exception):
+    """Root of all netvirt errors. ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int = 1
+
+
+class UsageError(NetvirtError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a scenario: where (key path, file line) and what."""
+
+    path: str
+    message: str
+    line: int | None = None
+    file: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file or "<scenario>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        key = f" {self.path}:" if self.path else ""
+        return f"{where}:{key} {self.message}"
+
+
+class ScenarioError(NetvirtError):
+    """A scenario is invalid. ``problems`` lists every problem found."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem] | Problem) -> None:
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class EnvironmentProblem(NetvirtError):
+    exit_code = 3
+
+
+class NotRootError(EnvironmentProblem):
+    def __init__(self, what: str = "this command") -> None:
+        super().__init__(
+            f"{what} needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo"
+        )
+
+
+class UnsupportedError(EnvironmentProblem):
+    """A kind or option the running kernel does not offer."""
+
+
+class NameTakenError(EnvironmentProblem):
+    """A name netvirt wanted to create exists already (and is not ours)."""
+
+
+class KernelError(NetvirtError):
+    """A netlink request or ioctl failed. Carries errno, operation and place."""
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        errno: int,
+        op: str,
+        *,
+        device: str | None = None,
+        netns: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.errno = errno
+        self.op = op
+        self.device = device
+        self.netns = netns
+        where = []
+        if device:
+            where.append(f"device {device!r}")
+        where.append(f"namespace {netns!r}" if netns else "the host namespace")
+        reason = detail or _errno.errorcode.get(errno, str(errno))
+        msg = f"{op} failed on {' in '.join(where)}: [{_errno.errorcode.get(errno, errno)}] {reason}"
+        super().__init__(msg)
+
+
+class NoSuchObjectError(KernelError):
+    pass
+
+
+class StepFailed(NetvirtError):
+    exit_code = 1
