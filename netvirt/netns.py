@@ -90,6 +90,7 @@ class Namespace:
         self._fd = -1
         self._nl: Netlink | None = None
         self._closed = False
+        self._made = False  # the namespace file was created by us (even if create failed later)
 
     def __repr__(self) -> str:
         state = "owned" if self.owned else "borrowed"
@@ -109,7 +110,9 @@ class Namespace:
         try:
             await ns.call(ns._create_here)
         except BaseException:
-            await ns._shutdown_thread()
+            # also on cancellation: the thread may still finish creating; close()
+            # queues behind it and removes the name only if we made it
+            await asyncio.shield(ns.close())
             raise
         return ns
 
@@ -147,12 +150,14 @@ class Namespace:
                 f"else choose another lab name"
             ) from None
         os.close(fd)
+        self._made = True
         try:
             _sys.unshare_net()
             _sys.mount("/proc/thread-self/ns/net", path, "none", _sys.MS_BIND)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+            self._made = False
             raise KernelError(exc.errno or 0, "create namespace", netns=self.name) from exc
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._lo_up()
@@ -232,7 +237,7 @@ class Namespace:
         if self._closed:
             return
         await self._shutdown_thread()
-        if self.owned and self.name:
+        if self.owned and self._made and self.name:
             remove_netns(self.name)
 
     async def _shutdown_thread(self) -> None:

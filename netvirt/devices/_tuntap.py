@@ -10,11 +10,13 @@ device of the same name, which would break "never touch what is not ours".
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
 
 from netvirt._netlink import translate
+from netvirt.errors import NameTakenError
 
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
@@ -59,7 +61,16 @@ def open_queues(name: str, *, tap: bool, queues: int = 1, vnet_hdr: bool = False
             with translate(f"open {'tap' if tap else 'tun'} queue {q}", device=name, netns=netns):
                 fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
                 fds.append(fd)
-                fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | (IFF_TUN_EXCL if q == 0 else 0)))
+                try:
+                    fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | (IFF_TUN_EXCL if q == 0 else 0)))
+                except OSError as exc:
+                    # IFF_TUN_EXCL: EBUSY means a device of that name exists (any kind)
+                    if q == 0 and exc.errno == errno.EBUSY:
+                        where = f" in namespace {netns!r}" if netns else ""
+                        raise NameTakenError(
+                            f"create {'tap' if tap else 'tun'}: device {name!r} exists "
+                            f"already{where}; choose another name") from None
+                    raise
                 if offload:
                     fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOAD_TCP)
     except BaseException:

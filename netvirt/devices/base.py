@@ -138,6 +138,14 @@ class Device:
 
     delete = aclose
 
+    def release(self) -> None:
+        """Close our fds but leave the kernel object: its namespace is being removed."""
+        self._closed = True
+        self._release_fds()
+
+    def _release_fds(self) -> None:
+        """Hook: close packet fds (tun, tap, macvtap)."""
+
     async def __aenter__(self) -> Self:
         return await self.create()
 
@@ -157,6 +165,9 @@ class Device:
     def _configure(self, nl: Netlink, index: int, *, in_add: bool = True) -> None:
         """Apply master, addrgenmode, up and addresses (plus mtu/mac unless set at add)."""
         attrs: dict[str, Any] = {} if in_add else self._link_attrs()
+        if in_add and self.alias:
+            # the kernel ignores IFLA_IFALIAS in a creating RTM_NEWLINK: set the tag now
+            attrs["ifalias"] = self.alias
         if self.master:
             attrs["master"] = nl.ifindex(self.master)
         if attrs:

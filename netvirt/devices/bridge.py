@@ -41,6 +41,7 @@ class Bridge(Device):
         def add(nl: Netlink) -> int:
             index = nl.link_add(self.name, "bridge", **attrs)
             self.ifindex = index
+            self._created = True  # exists now: a configuration failure must delete it
             self._configure(nl, index)
             return index
 

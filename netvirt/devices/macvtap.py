@@ -77,10 +77,13 @@ class Macvtap(Macvlan):
         self.queues.append(q)
         return q
 
-    async def _delete(self) -> None:
+    def _release_fds(self) -> None:
         for q in self.queues:
             q.close()
         self.queues = []
+
+    async def _delete(self) -> None:
+        self._release_fds()
         await super()._delete()
 
     @property

@@ -72,10 +72,14 @@ class Tun(Device):
         fds = await ns.nl(create)
         framing = "ether" if self._tap else "ip"
         self.queues = [PacketPort(fd, framing, vnet_hdr=self.vnet_hdr, name=self.name) for fd in fds]
+        self._created = True  # exists now: a configuration failure closes/deletes it
         if self.persist:  # left for an external program: drop our queues
             self._close_queues()
         index = self.ifindex
         await ns.nl(lambda nl: self._configure(nl, index))
+
+    def _release_fds(self) -> None:
+        self._close_queues()
 
     def _close_queues(self) -> None:
         for q in self.queues:

@@ -70,7 +70,7 @@ class Veth(Device):
             return nl.link_add(self.name, "veth", peer=peer_attrs, **attrs)
 
         self.ifindex = await ns.nl(add)
-        peer._created = True
+        self._created = peer._created = True  # exists now: a configuration failure deletes it
 
         def configure_a(nl: Netlink) -> int:
             self._configure(nl, self.ifindex)
@@ -84,10 +84,15 @@ class Veth(Device):
             await ns.nl(configure_a)
             await ns.nl(configure_b)
         else:
-            # the two ends live in two namespaces: configure both at once
             import asyncio
 
-            await asyncio.gather(ns.nl(configure_a), pns.nl(configure_b))
+            # the two ends live in two namespaces: configure both at once, and let both
+            # finish before raising, so the delete that follows a failure races nothing
+            results = await asyncio.gather(ns.nl(configure_a), pns.nl(configure_b),
+                                           return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
 
     async def aclose(self) -> None:
         try:

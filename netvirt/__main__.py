@@ -1,0 +1,5 @@
+import sys
+
+from netvirt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,84 @@
+"""``python -m netvirt VERB``: the command line (SPEC.md section 3).
+
+Imports stay lazy: ``--help`` and ``validate`` must not pay for pyroute2,
+uvloop or scapy. Exit codes: 0 ok, 1 a step failed, 2 bad scenario or usage,
+3 environment, 130 interrupted (after a complete teardown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="netvirt",
+        description="Build virtual networks (tun, tap, veth, bridge, macvlan, macvtap) "
+                    "in namespaces from a scenario file, check them, tear them down.",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="event loop (default uvloop)")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def scenario_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("file", help="scenario file (.yaml or .py)")
+        sp.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                        help="parameter of a Python scenario (repeatable)")
+        sp.add_argument("--name", help="lab name to use instead of the scenario's")
+
+    sp = sub.add_parser("run", help="build, start programs, run steps, report, tear down")
+    scenario_args(sp)
+    sp.add_argument("--keep", action="store_true",
+                    help="after the steps, stay up in the foreground until Ctrl-C/SIGTERM")
+    sp.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    sp = sub.add_parser("up", help="build and stay in the foreground until Ctrl-C/SIGTERM")
+    scenario_args(sp)
+    sp.add_argument("--detach", action="store_true", help="go to the background once built")
+    sp = sub.add_parser("down", help="tear down a lab from its state record")
+    sp.add_argument("name", nargs="+", help="lab name(s)")
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("status", help="labs, nodes, interfaces, addresses, program counters")
+    sp.add_argument("name", nargs="?", help="one lab (default: all)")
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("validate", help="check a scenario (no root, creates nothing)")
+    scenario_args(sp)
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("graph", help="draw the topology: .svg .png .dot .mmd")
+    scenario_args(sp)
+    sp.add_argument("-o", "--output", required=True, help="output file")
+    sp = sub.add_parser("exec", help="run a command inside a node (as ip netns exec)")
+    sp.add_argument("name", help="lab name")
+    sp.add_argument("node", help="node name")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    sp = sub.add_parser("capture", help="capture packets of an interface to a pcap file")
+    sp.add_argument("name", help="lab name")
+    sp.add_argument("node", help="node name")
+    sp.add_argument("ifname", help="interface")
+    sp.add_argument("-w", "--write", required=True, metavar="FILE", help="pcap file to write")
+    sp.add_argument("-c", "--count", type=int, default=0, help="stop after N packets")
+    sp.add_argument("--seconds", type=float, default=0, help="stop after this many seconds")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from netvirt.errors import NetvirtError
+
+    try:
+        from netvirt.cli import commands
+
+        return commands.dispatch(args)
+    except NetvirtError as exc:
+        if args.debug:
+            raise
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"netvirt: error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("netvirt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

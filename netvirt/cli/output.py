@@ -1,0 +1,84 @@
+"""Human output of the CLI: progress line, step report, status table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Progress:
+    """A one-line progress counter on a terminal (stderr); silent otherwise."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._shown = False
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        import time
+
+        now = time.monotonic()
+        if now - self._last < 0.05 and done < total:
+            return
+        self._last = now
+        sys.stderr.write(f"\r\033[K[{done:>{len(str(total))}}/{total}] {what}")
+        sys.stderr.flush()
+        self._shown = True
+
+    def done(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self._shown = False
+
+
+def built_line(topo: Any, seconds: float) -> None:
+    n_if = sum(len(n.devices) for n in topo.nodes.values())
+    print(f"lab {topo.lab}: built {len(topo.nodes)} nodes, {n_if} interfaces, "
+          f"{len(topo.programs)} programs in {seconds:.2f} s", flush=True)
+
+
+def step_line(r: Any) -> None:
+    mark = "PASS" if r.ok else "FAIL"
+    print(f"  {mark}  {r.index:>2}  {r.title:<48} {r.detail}  ({r.seconds:.2f} s)", flush=True)
+
+
+def summary(results: list[Any], teardown_s: float) -> None:
+    passed = sum(1 for r in results if r.ok)
+    failed = len(results) - passed
+    verdict = "all checks passed" if not failed else f"{failed} check{'s' * (failed != 1)} FAILED"
+    print(f"{verdict} ({passed}/{len(results)}); torn down in {teardown_s:.2f} s")
+
+
+def down_line(rep: Any) -> None:
+    parts = []
+    if rep.stopped_pid:
+        parts.append("stopped its process")
+    if rep.namespaces:
+        parts.append(f"removed {len(rep.namespaces)} namespaces")
+    if rep.links:
+        parts.append(f"removed {len(rep.links)} host links")
+    for s in rep.skipped:
+        parts.append(f"left alone {s}")
+    print(f"lab {rep.lab}: down" + (": " + ", ".join(parts) if parts else ""))
+
+
+def status(labs: list[dict[str, Any]]) -> None:
+    if not labs:
+        print("no labs")
+        return
+    for lab in labs:
+        state = "up" if lab["alive"] else "DEAD (run 'netvirt down " + lab["lab"] + "')"
+        print(f"lab {lab['lab']}  {state}  pid {lab.get('pid')}  {lab.get('scenario') or ''}")
+        for node in lab["nodes"]:
+            print(f"  node {node['name']}  ({node['netns'] or 'host namespace'})")
+            for i in node["interfaces"]:
+                addrs = " ".join(i["addresses"])
+                print(f"    {i['name']:<15} {i['kind'] or '':<8} {'UP' if i['up'] else 'DOWN':<5}"
+                      f" {i['mac'] or '':<17} {addrs}")
+                counters = i.get("counters")
+                if counters:
+                    shown = " ".join(f"{k}={v}" for k, v in counters.items())
+                    print(f"      program {i.get('program')}: {shown}")

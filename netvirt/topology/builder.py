@@ -1,0 +1,274 @@
+"""The live topology: builds a Scenario into namespaces and devices, then tears it down.
+
+Build order (each phase runs its nodes concurrently, each node on its own
+namespace thread): namespaces -> sysctls, bridges, tun/tap -> veth links ->
+macvlan/macvtap -> routes -> programs. Every object is journalled before it
+is created (``state.py``) and registered for cleanup the moment it exists.
+On any failure, Ctrl-C, SIGTERM or cancellation the build unwinds: programs
+stop, fds close, namespaces are removed (which removes every device inside),
+links in the host namespace are deleted by their lab tag, and the first
+error is re-raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from netvirt.devices import Bridge, Device, Macvlan, Macvtap, Tap, Tun, Veth
+from netvirt.errors import NetvirtError
+from netvirt.netns import Namespace, netns_path, require_root
+from netvirt.topology.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario
+from netvirt.topology.node import Node
+from netvirt.topology.state import STATE_ROOT, LabState, lab_alias
+
+ProgressFn = Callable[[int, int, str], None]
+#: test hook: called before each build step with (step number, description)
+StepHook = Callable[[int, str], None]
+
+
+def netns_name(lab: str, node: str) -> str:
+    return f"nv-{lab}-{node}"
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Topology:
+    """A scenario made real. ``async with Topology(scenario) as topo: ...``"""
+
+    def __init__(self, scenario: Scenario, *, progress: ProgressFn | None = None,
+                 state_root: Any = None, step_hook: StepHook | None = None) -> None:
+        self.scenario = scenario
+        self.lab = scenario.name
+        self.nodes: dict[str, Node] = {}
+        self.programs: dict[tuple[str, str], Any] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._devices: list[Device] = []
+        self._state = LabState(self.lab, root=state_root or STATE_ROOT)
+        self._progress = progress
+        self._hook = step_hook
+        self._steps = 0
+        self._total = 0
+        self._built = False
+        self._torn_down = False
+
+    def __repr__(self) -> str:
+        return f"<Topology {self.lab} nodes={len(self.nodes)}>"
+
+    # -- access ----------------------------------------------------------
+    def node(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def device(self, node: str, ifname: str) -> Any:
+        return self.nodes[node].devices[ifname]
+
+    def program(self, node: str, ifname: str) -> Any:
+        return self.programs[(node, ifname)]
+
+    # -- lifecycle -------------------------------------------------------
+    async def __aenter__(self) -> Topology:
+        await self.build()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.teardown()
+
+    async def build(self) -> None:
+        require_root("building a topology")
+        _raise_fd_limit()
+        s = self.scenario
+        self._total = (len(s.nodes) + sum(len(n.interfaces) for n in s.nodes.values())
+                       + sum(len(n.routes) for n in s.nodes.values()))
+        self._state.claim(scenario=s.source, detail={
+            "nodes": sorted(s.nodes), "host_nodes": sorted(n for n, spec in s.nodes.items() if spec.host)})
+        try:
+            await self._phase(self._make_node, list(s.nodes.values()))
+            await self._phase(self._make_local, list(s.nodes.values()))
+            await self._phase(self._make_link, list(s.links))
+            await self._phase(self._make_children, list(s.nodes.values()))
+            await self._phase(self._make_routes, list(s.nodes.values()))
+            await self._start_programs()
+        except BaseException:
+            await asyncio.shield(self.teardown())
+            raise
+        self._built = True
+
+    async def _phase(self, fn: Callable[[Any], Awaitable[None]], items: list[Any]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for item in items:
+                tg.create_task(fn(item))
+
+    def _step(self, what: str) -> None:
+        self._steps += 1
+        if self._hook is not None:
+            self._hook(self._steps, what)
+        if self._progress is not None:
+            self._progress(min(self._steps, self._total), self._total, what)
+
+    # -- phases ----------------------------------------------------------
+    async def _make_node(self, spec: NodeSpec) -> None:
+        self._step(f"node {spec.name}")
+        if spec.host:
+            ns = await Namespace.host()
+        else:
+            name = netns_name(self.lab, spec.name)
+            self._state.record(op="netns", name=name)
+            ns = await Namespace.create(name)
+            self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
+        self.nodes[spec.name] = Node(spec.name, ns)
+
+    async def _make_local(self, spec: NodeSpec) -> None:
+        node = self.nodes[spec.name]
+        for key, value in spec.sysctls.items():
+            await node.sysctl(key, value)
+        # bridges first: tun/tap (and veth ends later) may name them as master
+        for kind in ("bridge", "tun", "tap"):
+            for iface in spec.interfaces.values():
+                if iface.kind == kind:
+                    await self._add(node, iface, self._local_device(node, iface))
+
+    async def _make_link(self, link: LinkSpec) -> None:
+        sa, sb = self.scenario.interface(link.a), self.scenario.interface(link.b)
+        na, nb = self.nodes[link.a.node], self.nodes[link.b.node]
+        self._step(f"link {link.a} -- {link.b}")
+        if na.ns.name is None or nb.ns.name is None:
+            self._state.record(op="link", netns=None, ifname=sa.name if na.ns.name is None else sb.name,
+                               alias=lab_alias(self.lab))
+        veth = Veth(
+            sa.name, sb.name, netns=na.ns, peer_netns=nb.ns,
+            addresses=sa.addresses, peer_addresses=sb.addresses,
+            mtu=sa.mtu or link.mtu, mac=sa.mac, peer_mac=sb.mac,
+            master=sa.master, peer_master=sb.master, up=sa.up, peer_up=sb.up,
+            alias=lab_alias(self.lab),
+        )
+        if sb.mtu and sb.mtu != (sa.mtu or link.mtu):
+            veth.peer.mtu = sb.mtu
+        await veth.create()
+        self._devices.append(veth)
+        na.devices[sa.name] = veth
+        nb.devices[sb.name] = veth.peer
+        self._steps += 1  # the peer end counts as an interface too
+
+    async def _make_children(self, spec: NodeSpec) -> None:
+        node = self.nodes[spec.name]
+        for iface in spec.interfaces.values():
+            if iface.kind not in ("macvlan", "macvtap"):
+                continue
+            assert iface.parent is not None
+            parent_ns = self.nodes[iface.parent.node].ns
+            cls = Macvtap if iface.kind == "macvtap" else Macvlan
+            dev = cls(iface.name, parent=iface.parent.ifname, parent_netns=parent_ns,
+                      mode=iface.mode, **self._common(node, iface))
+            await self._add(node, iface, dev)
+
+    async def _make_routes(self, spec: NodeSpec) -> None:
+        node = self.nodes[spec.name]
+        for route in spec.routes:
+            self._step(f"route {spec.name} {route.to}")
+            dst = "default" if route.to.prefixlen == 0 else str(route.to)
+            via = str(route.via) if route.via else None
+            dev = route.dev
+
+            def add(nl: Any, dst: str = dst, via: str | None = via, dev: str | None = dev) -> None:
+                nl.route_add(dst, via=via, oif=nl.ifindex(dev) if dev else None)
+
+            await node.ns.nl(add)
+
+    async def _start_programs(self) -> None:
+        from netvirt.topology.programs import start_program
+
+        for spec in self.scenario.nodes.values():
+            node = self.nodes[spec.name]
+            for iface in spec.interfaces.values():
+                if iface.program is None:
+                    continue
+                dev = node.devices[iface.name]
+                prog, task = await start_program(iface, dev, node)
+                self.programs[(spec.name, iface.name)] = prog
+                self._tasks[(spec.name, iface.name)] = task
+
+    # -- helpers ---------------------------------------------------------
+    def _common(self, node: Node, iface: InterfaceSpec) -> dict[str, Any]:
+        return {"netns": node.ns, "addresses": iface.addresses, "mtu": iface.mtu, "mac": iface.mac,
+                "up": iface.up, "master": iface.master, "alias": lab_alias(self.lab)}
+
+    def _local_device(self, node: Node, iface: InterfaceSpec) -> Device:
+        common = self._common(node, iface)
+        if iface.kind == "bridge":
+            return Bridge(iface.name, stp=iface.stp, ageing_time=iface.ageing_time,
+                          forward_delay=iface.forward_delay, **common)
+        cls = Tap if iface.kind == "tap" else Tun
+        return cls(iface.name, queues=iface.queues, offload=iface.offload, persist=iface.persist,
+                   owner=iface.owner, group=iface.group, **common)
+
+    async def _add(self, node: Node, iface: InterfaceSpec, dev: Device) -> None:
+        self._step(f"{iface.kind} {node.name}:{iface.name}")
+        if node.ns.name is None:
+            self._state.record(op="link", netns=None, ifname=iface.name, alias=lab_alias(self.lab))
+        await dev.create()
+        self._devices.append(dev)
+        node.devices[iface.name] = dev
+
+    def mark_ready(self) -> None:
+        """Tell ``up --detach`` and ``status`` that the lab is built."""
+        self._state.info["ready"] = True
+        self._state.write_info()
+
+    def publish_counters(self) -> None:
+        """Write program counters where ``netvirt status`` reads them."""
+        import json
+
+        data = {f"{n}:{i}": {"program": type(p).name if hasattr(type(p), "name") else "python",
+                             "counters": dict(p.counters)}
+                for (n, i), p in self.programs.items()}
+        tmp = self._state.dir / "counters.json.tmp"
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self._state.dir / "counters.json")
+
+    # -- teardown --------------------------------------------------------
+    async def teardown(self) -> None:
+        """Stop programs, close fds, remove namespaces and tagged host links. Safe twice."""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        errors: list[BaseException] = []
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(BaseException):
+                await task
+        for dev in reversed(self._devices):
+            try:
+                if dev.netns.name is None:  # host namespace: delete what we made there
+                    await dev.aclose()
+                else:  # in our own namespace: closing fds is enough, the namespace goes
+                    dev.release()
+            except Exception as exc:  # keep going: everything else must still go
+                errors.append(exc)
+        results = await asyncio.gather(*(n.ns.close() for n in self.nodes.values()),
+                                       return_exceptions=True)
+        errors.extend(r for r in results if isinstance(r, BaseException))
+        from netvirt.topology.down import sweep_host_links
+
+        try:
+            await sweep_host_links(self.lab, self._state.root)
+        except Exception as exc:
+            errors.append(exc)
+        # namespaces that creation left behind although their Namespace object is gone
+        from netvirt.topology.down import remove_journalled_netns
+
+        remove_journalled_netns(self.lab, self._state.root)
+        self._state.release()
+        if errors and not isinstance(errors[0], NetvirtError):
+            raise errors[0]
+        if errors:
+            raise errors[0]

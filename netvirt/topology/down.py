@@ -1,0 +1,87 @@
+"""Tear a lab down from its state record alone (``netvirt down``), also after kill -9."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netvirt.errors import NoSuchObjectError
+from netvirt.netns import Namespace, netns_path, remove_netns
+from netvirt.topology.state import STATE_ROOT, LabState, read_journal, stop_owner
+
+
+@dataclass
+class DownReport:
+    lab: str
+    stopped_pid: bool = False
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    found: bool = True
+
+
+def remove_journalled_netns(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
+    """Remove each namespace the journal says this lab created, if it is still that one."""
+    for entry in reversed(list(read_journal(lab, root))):
+        if entry.get("op") != "netns-done":
+            continue
+        name = entry["name"]
+        try:
+            ino = os.stat(netns_path(name)).st_ino
+        except FileNotFoundError:
+            continue
+        if ino != entry.get("ino"):
+            if report:
+                report.skipped.append(f"namespace {name} (not the one this lab created)")
+            continue
+        if remove_netns(name) and report:
+            report.namespaces.append(name)
+
+
+async def sweep_host_links(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
+    """Delete the host-namespace links the journal names, if they carry this lab's tag."""
+    names = [e["ifname"] for e in read_journal(lab, root) if e.get("op") == "link" and e.get("netns") is None]
+    if not names:
+        return
+    from netvirt.topology.state import lab_alias
+
+    tag = lab_alias(lab)
+    host = await Namespace.host()
+    try:
+        def sweep() -> None:
+            nl = host.netlink
+            for name in reversed(names):
+                index = nl.find(name)
+                if index is None:
+                    continue
+                if nl.link(index).alias != tag:
+                    if report:
+                        report.skipped.append(f"link {name} (not tagged {tag})")
+                    continue
+                with contextlib.suppress(NoSuchObjectError):
+                    nl.link_del(index)
+                if report:
+                    report.links.append(name)
+
+        await host.call(sweep)
+    finally:
+        await host.close()
+
+
+async def down_lab(lab: str, root: Path = STATE_ROOT) -> DownReport:
+    """Stop the lab's process if alive (it tears down itself), then clean what remains."""
+    report = DownReport(lab)
+    if not (root / lab).is_dir():
+        report.found = False
+        return report
+    report.stopped_pid = stop_owner(lab, root)
+    if (root / lab).is_dir():
+        await sweep_host_links(lab, root, report)
+        remove_journalled_netns(lab, root, report)
+        LabState(lab, root=root).release()
+    return report
+
+
+__all__ = ["DownReport", "down_lab", "remove_journalled_netns", "sweep_host_links"]

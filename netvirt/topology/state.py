@@ -1,0 +1,139 @@
+"""The state record of a lab: what it created, written *before* each creation.
+
+Layout: ``/run/netvirt/<lab>/`` holds ``lab.json`` (lab name, pid, scenario
+file, start time) and ``journal.jsonl``, one JSON object per line, appended
+and flushed before the kernel object exists:
+
+    {"op": "netns", "name": "nv-lab-left"}                  intent
+    {"op": "netns-done", "name": "nv-lab-left", "ino": 4026532177}
+    {"op": "link", "netns": null, "ifname": "nvx0", "alias": "netvirt:lab"}
+
+``down`` (also after ``kill -9``) replays the journal backwards and deletes a
+namespace only if its inode still matches the recorded one, and a host link
+only if it still carries the lab's alias; it never deletes anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netvirt.errors import NameTakenError
+
+STATE_ROOT = Path(os.environ.get("NETVIRT_STATE_DIR", "/run/netvirt"))
+
+
+def lab_alias(lab: str) -> str:
+    return f"netvirt:{lab}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class LabState:
+    lab: str
+    root: Path = STATE_ROOT
+    info: dict[str, Any] = field(default_factory=dict)
+    _journal: Any = None
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.lab
+
+    # -- writing (the building process) ------------------------------------
+    def claim(self, *, scenario: str | None, detail: dict[str, Any] | None = None) -> None:
+        """Create the lab's state directory; fail if the lab exists (alive or stale)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir()
+        except FileExistsError:
+            other = read_info(self.lab, self.root)
+            pid = int(other.get("pid", 0))
+            if pid and pid_alive(pid):
+                raise NameTakenError(
+                    f"lab {self.lab!r} is already running (pid {pid}); "
+                    f"stop it with 'netvirt down {self.lab}' or use another lab name"
+                ) from None
+            raise NameTakenError(
+                f"lab {self.lab!r} has leftovers of a run that did not finish; "
+                f"run 'netvirt down {self.lab}' first"
+            ) from None
+        self.info = {"lab": self.lab, "pid": os.getpid(), "scenario": scenario,
+                     "started": time.time(), **(detail or {})}
+        self.write_info()
+        self._journal = open(self.dir / "journal.jsonl", "a", buffering=1)
+
+    def write_info(self) -> None:
+        tmp = self.dir / "lab.json.tmp"
+        tmp.write_text(json.dumps(self.info, indent=1))
+        tmp.replace(self.dir / "lab.json")
+
+    def record(self, **entry: Any) -> None:
+        self._journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
+
+    def release(self) -> None:
+        """Everything is gone: remove the state directory."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def read_info(lab: str, root: Path = STATE_ROOT) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((root / lab / "lab.json").read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def read_journal(lab: str, root: Path = STATE_ROOT) -> Iterator[dict[str, Any]]:
+    try:
+        lines = (root / lab / "journal.jsonl").read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            yield json.loads(line)
+
+
+def list_labs(root: Path = STATE_ROOT) -> list[str]:
+    try:
+        return sorted(p.name for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+
+
+def stop_owner(lab: str, root: Path = STATE_ROOT, timeout: float = 10.0) -> bool:
+    """SIGTERM the live process that owns ``lab`` and wait for it. True if one was stopped."""
+    pid = int(read_info(lab, root).get("pid", 0))
+    if not pid or pid == os.getpid() or not pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,298 @@
+"""Run a scenario's checks against a live topology and report PASS/FAIL.
+
+Parameters are those normalised by ``_steps.py`` (validation). The ping is
+netvirt's own: a raw ICMP/ICMPv6 socket opened inside the ``from`` node,
+driven by the event loop, so no ``ping`` binary is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import os
+import re
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from netvirt.packets import checksum
+from netvirt.topology.builder import Topology
+from netvirt.topology.model import StepSpec
+
+
+@dataclass
+class StepResult:
+    index: int
+    kind: str
+    title: str
+    ok: bool
+    detail: str
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Fail(Exception):
+    pass
+
+
+async def run_steps(topo: Topology, steps: tuple[StepSpec, ...] | None = None, *,
+                    on_result: Callable[[StepResult], None] | None = None) -> list[StepResult]:
+    """Run every step in order (a failed step does not stop the next ones)."""
+    results = []
+    for i, step in enumerate(topo.scenario.steps if steps is None else steps, 1):
+        result = await run_step(topo, step, i)
+        if on_result is not None:
+            on_result(result)
+        results.append(result)
+    return results
+
+
+async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult:
+    fn = _RUNNERS[step.kind]
+    title = _title(step)
+    t0 = time.perf_counter()
+    try:
+        detail = await fn(topo, step.params)
+        ok = True
+    except _Fail as exc:
+        ok, detail = False, str(exc)
+    except OSError as exc:
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return StepResult(index, step.kind, title, ok, detail, time.perf_counter() - t0)
+
+
+def _title(step: StepSpec) -> str:
+    p = step.params
+    match step.kind:
+        case "ping":
+            return f"ping {p['from']} -> {p['to']} x{p['count']}" + (
+                " (expect failure)" if p["expect"] == "failure" else "")
+        case "connect":
+            return f"{p['proto']} {p['from']} -> {p['to']} {p['bytes']} B" + (
+                " (expect failure)" if p["expect"] == "failure" else "")
+        case "exec":
+            return f"exec {p['node']}: {p['cmd']}"
+        case "counters":
+            return f"counters {p['device']}"
+        case "fdb":
+            return f"fdb {p['bridge']} {p['mac']} on {p['port']}"
+        case "wait":
+            return f"wait {p['seconds']} s"
+    return step.kind
+
+
+# -- ping -----------------------------------------------------------------
+async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: float = 1.0,
+               interval: float = 0.02) -> tuple[int, list[float]]:
+    """Send ``count`` echo requests from node ``src``; return (replies, rtts)."""
+    addr = ipaddress.ip_address(dst)
+    v6 = addr.version == 6
+    node = topo.node(src)
+    sock = await node.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW,
+                             socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    loop = asyncio.get_running_loop()
+    ident = (os.getpid() ^ id(sock)) & 0xFFFF
+    sent: dict[int, float] = {}
+    rtts: list[float] = []
+    got: set[int] = set()
+    done = asyncio.Event()
+
+    def on_readable() -> None:
+        while True:
+            try:
+                data = sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            icmp = data if v6 else data[(data[0] & 0x0F) * 4:]
+            if len(icmp) < 8:
+                continue
+            typ, _code, _ck, rid, seq = struct.unpack_from("!BBHHH", icmp)
+            if typ == (129 if v6 else 0) and rid == ident and seq in sent and seq not in got:
+                got.add(seq)
+                rtts.append(time.perf_counter() - sent[seq])
+                if len(got) == count:
+                    done.set()
+
+    loop.add_reader(sock.fileno(), on_readable)
+    try:
+        for seq in range(1, count + 1):
+            payload = struct.pack("!d", time.time()) + bytes(range(48))
+            hdr = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, seq)
+            msg = hdr + payload
+            if not v6:  # the kernel fills in the ICMPv6 checksum itself
+                msg = hdr[:2] + struct.pack("!H", checksum(msg)) + hdr[4:] + payload
+            sent[seq] = time.perf_counter()
+            try:
+                sock.sendto(msg, (dst, 0))
+            except OSError as exc:
+                if exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EAGAIN):
+                    raise
+            if seq < count:
+                await asyncio.sleep(interval)
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            pass
+    finally:
+        loop.remove_reader(sock.fileno())
+        sock.close()
+    return len(got), rtts
+
+
+async def _ping(topo: Topology, p: dict[str, Any]) -> str:
+    n, rtts = await ping(topo, p["from"], p["to"], count=p["count"], timeout=p["timeout"])
+    summary = f"{n}/{p['count']} replies"
+    if rtts:
+        summary += f", rtt avg {1000 * sum(rtts) / len(rtts):.2f} ms"
+    if p["expect"] == "success" and n != p["count"]:
+        raise _Fail(summary)
+    if p["expect"] == "failure" and n:
+        raise _Fail(f"{summary}; expected none")
+    return summary
+
+
+# -- connect --------------------------------------------------------------
+async def _connect(topo: Topology, p: dict[str, Any]) -> str:
+    addr, port, proto = p["address"], p["port"], p["proto"]
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    payload = os.urandom(p["bytes"])
+    server = topo.node(p["server"])
+    client = topo.node(p["from"])
+    loop = asyncio.get_running_loop()
+    stype = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    lsock = await server.socket(fam, stype)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((addr, port))
+    csock = await client.socket(fam, stype)
+    try:
+        if proto == "tcp":
+            lsock.listen(4)
+            srv = asyncio.ensure_future(_tcp_echo_once(loop, lsock))
+            try:
+                echoed = await asyncio.wait_for(_tcp_client(loop, csock, (addr, port), payload), p["timeout"])
+            finally:
+                srv.cancel()
+                with_suppress = asyncio.gather(srv, return_exceptions=True)
+                await with_suppress
+        else:
+            srv = asyncio.ensure_future(_udp_echo(loop, lsock))
+            try:
+                echoed = await asyncio.wait_for(_udp_client(loop, csock, (addr, port), payload), p["timeout"])
+            finally:
+                srv.cancel()
+                await asyncio.gather(srv, return_exceptions=True)
+        ok = echoed == payload
+        detail = f"{len(echoed)}/{len(payload)} bytes echoed intact" if ok else \
+            f"echo differs: got {len(echoed)} of {len(payload)} bytes"
+    except (TimeoutError, OSError) as exc:
+        ok, detail = False, f"{type(exc).__name__}: {exc}" if str(exc) else "timed out"
+    finally:
+        lsock.close()
+        csock.close()
+    if p["expect"] == "success" and not ok:
+        raise _Fail(detail)
+    if p["expect"] == "failure" and ok:
+        raise _Fail(f"{detail}; expected no connection")
+    return detail if ok else f"failed as expected ({detail})"
+
+
+async def _tcp_echo_once(loop: asyncio.AbstractEventLoop, lsock: socket.socket) -> None:
+    conn, _ = await loop.sock_accept(lsock)
+    conn.setblocking(False)
+    try:
+        while data := await loop.sock_recv(conn, 65536):
+            await loop.sock_sendall(conn, data)
+    finally:
+        conn.close()
+
+
+async def _tcp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst: tuple[str, int],
+                      payload: bytes) -> bytes:
+    await loop.sock_connect(sock, dst)
+    send = asyncio.ensure_future(loop.sock_sendall(sock, payload))
+    buf = bytearray()
+    while len(buf) < len(payload):
+        data = await loop.sock_recv(sock, 65536)
+        if not data:
+            break
+        buf += data
+    await send
+    return bytes(buf)
+
+
+async def _udp_echo(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    while True:
+        data, peer = await loop.sock_recvfrom(sock, 65536)
+        await loop.sock_sendto(sock, data, peer)
+
+
+async def _udp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst: tuple[str, int],
+                      payload: bytes) -> bytes:
+    chunks = [payload[i:i + 1200] for i in range(0, len(payload), 1200)] or [b""]
+    sock.connect(dst)
+    out = bytearray()
+    for chunk in chunks:  # one at a time: UDP has no retransmission, keep the test exact
+        for _attempt in range(3):
+            await loop.sock_sendall(sock, chunk)
+            try:
+                out += await asyncio.wait_for(loop.sock_recv(sock, 65536), 0.5)
+                break
+            except TimeoutError:
+                continue
+        else:
+            break
+    return bytes(out)
+
+
+# -- exec, counters, fdb, wait ---------------------------------------------
+async def _exec(topo: Topology, p: dict[str, Any]) -> str:
+    res = await topo.node(p["node"]).exec(p["cmd"], timeout=p["timeout"])
+    want = p["expect"]
+    if res.returncode != want["exit"]:
+        err = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
+        raise _Fail(f"exit {res.returncode}, expected {want['exit']}: {err[0][:200]}")
+    if want.get("stdout") and not re.search(want["stdout"], res.stdout):
+        raise _Fail(f"stdout does not match /{want['stdout']}/: {res.stdout.strip()[:200]!r}")
+    return f"exit {res.returncode}"
+
+
+async def _counters(topo: Topology, p: dict[str, Any]) -> str:
+    ep = p["device"]
+    prog = topo.program(ep.node, ep.ifname)
+    deadline = time.monotonic() + p["timeout"]
+    while True:
+        c = dict(prog.counters)
+        bad = [f"{k}={c.get(k, 0)} (want {v})" for k, v in p["equals"].items() if c.get(k, 0) != v]
+        bad += [f"{k}={c.get(k, 0)} (want >= {v})" for k, v in p["at_least"].items() if c.get(k, 0) < v]
+        if not bad or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    shown = ", ".join(f"{k}={c.get(k, 0)}" for k in {**p["equals"], **p["at_least"]})
+    if bad:
+        raise _Fail("; ".join(bad))
+    return shown
+
+
+async def _fdb(topo: Topology, p: dict[str, Any]) -> str:
+    br = topo.device(p["bridge"].node, p["bridge"].ifname)
+    port = await br.learned(p["mac"])
+    if port != p["port"]:
+        raise _Fail(f"{p['mac']} learned on {port or 'no port'}, expected {p['port']}")
+    return f"{p['mac']} on {port}"
+
+
+async def _wait(topo: Topology, p: dict[str, Any]) -> str:
+    await asyncio.sleep(p["seconds"])
+    return f"waited {p['seconds']} s"
+
+
+_RUNNERS = {"ping": _ping, "connect": _connect, "exec": _exec, "counters": _counters,
+            "fdb": _fdb, "wait": _wait}

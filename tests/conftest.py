@@ -1,0 +1,77 @@
+"""Shared test setup: every async test runs on asyncio AND uvloop; nothing may leak.
+
+Real-kernel tests name what they create with ``unique()`` (prefix ``nvt``
+plus random hex) and are marked ``root``. The autouse fixture
+``no_leaks`` records this process's namespaces, fds and root-namespace links
+before each root test and fails the test if any is left afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import uvloop
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+def unique(prefix: str = "nvt") -> str:
+    """A name no other test or process will use (short enough for lab names)."""
+    return f"{prefix}{secrets.token_hex(3)}"
+
+
+def _netns_names() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def _fds() -> set[int]:
+    return {int(x) for x in os.listdir("/proc/self/fd")}
+
+
+def _host_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line}
+
+
+def _leftover_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("netns-")]
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("root") is None:
+        yield
+        return
+    if os.geteuid() != 0:
+        pytest.fail("real-kernel tests need root: run the suite as root (see README)")
+    ns0, fd0, links0 = _netns_names(), _fds(), _host_links()
+    yield
+    ns1, fd1, links1 = _netns_names(), _fds(), _host_links()
+    mine = {n for n in ns1 - ns0 if n.startswith(("nvt", "nv-nvt"))}
+    assert not mine, f"namespaces left behind: {sorted(mine)}"
+    new_links = {n for n in links1 - links0 if n.startswith("nvt")}
+    assert not new_links, f"links left in the host namespace: {sorted(new_links)}"
+    leaked = fd1 - fd0
+    # give the loop's own fds (epoll, self-pipe of a fresh loop) a pass: check device fds only
+    leaked_dev = set()
+    for fd in leaked:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(("/dev/net/tun", "/dev/tap", "/run/netns")) or "net:[" in target:
+            leaked_dev.add(target)
+    assert not leaked_dev, f"fds left open: {sorted(leaked_dev)}"
+    assert not _leftover_threads(), f"namespace worker threads still running: {_leftover_threads()}"
