@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -54,23 +54,44 @@ class FdbEntry:
     local: bool  # the bridge's own address (permanent entry)
 
 
+DeviceLabel = str | Callable[[], str] | None
+
+
 @contextmanager
-def translate(op: str, *, device: str | None = None, netns: str | None = None) -> Iterator[None]:
-    """Turn pyroute2 / OS errors into netvirt errors, naming op, device and namespace."""
+def translate(op: str, *, device: DeviceLabel = None, netns: str | None = None) -> Iterator[None]:
+    """Turn pyroute2 / OS errors into netvirt errors, naming op, device and namespace.
+
+    ``device`` may be a callable: it is called only when an error is translated
+    (to look up the name of a link known by ifindex).
+    """
     try:
         yield
     except _PrNetlinkError as exc:
-        raise _to_netvirt(exc.code, op, device, netns, str(exc.args[1]) if len(exc.args) > 1 else None) from None
+        raise _to_netvirt(exc.code, op, _label(device), netns,
+                          str(exc.args[1]) if len(exc.args) > 1 else None) from None
     except OSError as exc:
         if exc.errno is None:
             raise
-        raise _to_netvirt(exc.errno, op, device, netns, exc.strerror) from exc
+        raise _to_netvirt(exc.errno, op, _label(device), netns, exc.strerror) from exc
+
+
+def _label(device: DeviceLabel) -> str | None:
+    if callable(device):
+        try:
+            return device()
+        except Exception:  # naming is best effort: never hide the real error
+            return None
+    return device
 
 
 def _to_netvirt(code: int, op: str, device: str | None, netns: str | None, detail: str | None) -> Exception:
     where = f" in namespace {netns!r}" if netns else ""
     if code == errno.EEXIST:
-        return NameTakenError(f"{op}: device {device!r} exists already{where}; choose another name")
+        if op.startswith("create"):
+            return NameTakenError(
+                f"{op}: device {device!r} exists already{where}; choose another name")
+        on = f" on device {device!r}" if device else ""
+        return NameTakenError(f"{op}{on}{where}: it exists already")  # an address, a route
     if code == errno.EOPNOTSUPP:
         return UnsupportedError(f"{op} ({device or '?'}{where}): not supported by this kernel")
     cls = NoSuchObjectError if code in (errno.ENODEV, errno.ENOENT) else KernelError
@@ -102,6 +123,17 @@ class Netlink:
     def close(self) -> None:
         self._ipr.close()
 
+    def _name_of(self, index: int) -> Callable[[], str]:
+        """Label for errors about link ``index``: its name, looked up only on error."""
+
+        def name() -> str:
+            try:
+                return str(self._ipr.link("get", index=index)[0].get("ifname"))
+            except Exception:  # gone, or the socket is unusable: fall back to the index
+                return f"#{index}"
+
+        return name
+
     # -- links -----------------------------------------------------------
     def ifindex(self, name: str) -> int:
         found = self.find(name)
@@ -115,7 +147,7 @@ class Netlink:
         return found[0] if found else None
 
     def link(self, index: int) -> LinkInfo:
-        with translate("get link", device=str(index), netns=self.netns):
+        with translate("get link", device=self._name_of(index), netns=self.netns):
             return _info(self._ipr.link("get", index=index)[0])
 
     def links(self) -> list[LinkInfo]:
@@ -131,12 +163,13 @@ class Netlink:
         return self.ifindex(name)
 
     def link_set(self, index: int, **attrs: Any) -> None:
-        with translate("set link " + ",".join(sorted(attrs)), device=str(index), netns=self.netns):
+        op = "set link " + ",".join(sorted(attrs))
+        with translate(op, device=self._name_of(index), netns=self.netns):
             self._ipr.link("set", index=index, **attrs)
 
     def link_del(self, index: int, *, missing_ok: bool = True) -> None:
         try:
-            with translate("delete link", device=str(index), netns=self.netns):
+            with translate("delete link", device=self._name_of(index), netns=self.netns):
                 self._ipr.link("del", index=index)
         except NoSuchObjectError:
             if not missing_ok:
@@ -152,7 +185,7 @@ class Netlink:
         kw: dict[str, Any] = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
         if iface.version == 6:
             kw["flags"] = IFA_F_NODAD
-        with translate(f"add address {iface}", device=str(index), netns=self.netns):
+        with translate(f"add address {iface}", device=self._name_of(index), netns=self.netns):
             self._ipr.addr("add", index=index, **kw)
 
     def addrs(self, index: int | None = None) -> list[tuple[int, str]]:
@@ -173,7 +206,7 @@ class Netlink:
     def fdb(self, bridge_index: int) -> list[FdbEntry]:
         names = {li.index: li.name for li in self.links()}
         out = []
-        with translate("dump bridge fdb", device=str(bridge_index), netns=self.netns):
+        with translate("dump bridge fdb", device=self._name_of(bridge_index), netns=self.netns):
             for m in self._ipr.fdb("dump"):
                 if m.get("master") != bridge_index and m["ifindex"] != bridge_index:
                     continue

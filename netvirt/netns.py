@@ -178,12 +178,23 @@ class Namespace:
         nl.link_set(nl.ifindex("lo"), state="up")
 
     # -- running things inside -------------------------------------------
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on this namespace's worker thread and return its result."""
+    async def call(self, fn: Callable[..., T], *args: Any,
+                   orphan: Callable[[T], object] | None = None) -> T:
+        """Run ``fn(*args)`` on this namespace's worker thread and return its result.
+
+        If the caller is cancelled while ``fn`` runs, ``fn`` still completes on
+        the thread; ``orphan(result)`` then runs there too, to release what
+        ``fn`` made (fds, links) that no one will ever receive.
+        """
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
         fut = self._executor.submit(fn, *args)
-        return await asyncio.wrap_future(fut)
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            if orphan is not None:
+                fut.add_done_callback(lambda f: _run_orphan(f, orphan))
+            raise
 
     @property
     def netlink(self) -> Netlink:
@@ -194,9 +205,14 @@ class Namespace:
             self._nl = Netlink(self.name)
         return self._nl
 
-    async def nl(self, fn: Callable[[Netlink], T]) -> T:
-        """Run ``fn(netlink)`` on the worker thread (batch several requests in one hop)."""
-        return await self.call(lambda: fn(self.netlink))
+    async def nl(self, fn: Callable[[Netlink], T],
+                 orphan: Callable[[Netlink, T], object] | None = None) -> T:
+        """Run ``fn(netlink)`` on the worker thread (batch several requests in one hop).
+
+        ``orphan(netlink, result)`` undoes ``fn`` if the caller was cancelled meanwhile.
+        """
+        undo = None if orphan is None else (lambda result: orphan(self.netlink, result))
+        return await self.call(lambda: fn(self.netlink), orphan=undo)
 
     def fileno(self) -> int:
         """An fd on this namespace (for ``IFLA_NET_NS_FD``); valid until close()."""
@@ -260,6 +276,13 @@ class Namespace:
 
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.shield(self.close())
+
+
+def _run_orphan(fut: cf.Future[T], orphan: Callable[[T], object]) -> None:
+    if fut.cancelled() or fut.exception() is not None:
+        return
+    with contextlib.suppress(Exception):
+        orphan(fut.result())
 
 
 def remove_netns(name: str) -> bool:

@@ -1,7 +1,7 @@
 """Shared test setup: every async test runs on asyncio AND uvloop; nothing may leak.
 
-Real-kernel tests name what they create with ``unique()`` (prefix ``nvt``
-plus random hex) and are marked ``root``. The autouse fixture
+Real-kernel tests name what they create with ``unique()`` (``nvt``, a tag of
+this process, random hex) and are marked ``root``. The autouse fixture
 ``no_leaks`` records this process's namespaces, fds and root-namespace links
 before each root test and fails the test if any is left afterwards.
 """
@@ -22,9 +22,14 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
-def unique(prefix: str = "nvt") -> str:
-    """A name no other test or process will use (short enough for lab names)."""
-    return f"{prefix}{secrets.token_hex(3)}"
+#: names made by this test process start with this (so parallel runs, e.g. xdist
+#: workers, never blame each other for leftovers)
+PROC_TAG = f"nvt{os.getpid() % 4096:03x}"
+
+
+def unique() -> str:
+    """A name no other test or process will use (10 chars: fits lab names)."""
+    return f"{PROC_TAG}{secrets.token_hex(2)}"
 
 
 def _netns_names() -> set[str]:
@@ -59,9 +64,9 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     ns0, fd0, links0 = _netns_names(), _fds(), _host_links()
     yield
     ns1, fd1, links1 = _netns_names(), _fds(), _host_links()
-    mine = {n for n in ns1 - ns0 if n.startswith(("nvt", "nv-nvt"))}
+    mine = {n for n in ns1 - ns0 if n.startswith((PROC_TAG, f"nv-{PROC_TAG}"))}
     assert not mine, f"namespaces left behind: {sorted(mine)}"
-    new_links = {n for n in links1 - links0 if n.startswith("nvt")}
+    new_links = {n for n in links1 - links0 if n.startswith(PROC_TAG)}
     assert not new_links, f"links left in the host namespace: {sorted(new_links)}"
     leaked = fd1 - fd0
     # give the loop's own fds (epoll, self-pipe of a fresh loop) a pass: check device fds only

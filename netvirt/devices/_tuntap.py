@@ -62,7 +62,8 @@ def open_queues(name: str, *, tap: bool, queues: int = 1, vnet_hdr: bool = False
                 fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
                 fds.append(fd)
                 try:
-                    fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | (IFF_TUN_EXCL if q == 0 else 0)))
+                    excl = IFF_TUN_EXCL if q == 0 else 0
+                    fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | excl))
                 except OSError as exc:
                     # IFF_TUN_EXCL: EBUSY means a device of that name exists (any kind)
                     if q == 0 and exc.errno == errno.EBUSY:

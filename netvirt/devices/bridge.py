@@ -45,7 +45,7 @@ class Bridge(Device):
             self._configure(nl, index)
             return index
 
-        await self.netns.nl(add)
+        await self.netns.nl(add, lambda nl, index: nl.link_del(index))
 
     async def set_options(self, *, stp: bool | None = None, ageing_time: float | None = None,
                           forward_delay: float | None = None) -> None:

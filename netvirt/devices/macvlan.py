@@ -48,7 +48,11 @@ class Macvlan(Device):
             attrs["link"] = nl.ifindex(self.parent)
             return nl.link_add(self.name, self.kind, **attrs)
 
-        index = await pns.nl(add)
+        def orphan(nl: Netlink, index: int) -> None:
+            if index:  # not moved: it is in the parent's namespace, which is this thread's
+                nl.link_del(index)
+
+        index = await pns.nl(add, orphan)
 
         def configure(nl: Netlink) -> None:
             self.ifindex = index or nl.ifindex(self.name)

@@ -69,7 +69,13 @@ class Tun(Device):
                 raise
             return fds
 
-        fds = await ns.nl(create)
+        def orphan(nl: Netlink, fds: list[int]) -> None:
+            for fd in fds:
+                os.close(fd)
+            if self.persist:
+                nl.link_del(nl.ifindex(self.name))
+
+        fds = await ns.nl(create, orphan)
         framing = "ether" if self._tap else "ip"
         self.queues = [PacketPort(fd, framing, vnet_hdr=self.vnet_hdr, name=self.name) for fd in fds]
         self._created = True  # exists now: a configuration failure closes/deletes it

@@ -69,7 +69,7 @@ class Veth(Device):
         def add(nl: Netlink) -> int:
             return nl.link_add(self.name, "veth", peer=peer_attrs, **attrs)
 
-        self.ifindex = await ns.nl(add)
+        self.ifindex = await ns.nl(add, lambda nl, index: nl.link_del(index))
         self._created = peer._created = True  # exists now: a configuration failure deletes it
 
         def configure_a(nl: Netlink) -> int:

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from netvirt.devices import Bridge, Device, Macvlan, Macvtap, Tap, Tun, Veth
-from netvirt.errors import NetvirtError
 from netvirt.netns import Namespace, netns_path, require_root
 from netvirt.topology.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario
 from netvirt.topology.node import Node
@@ -40,6 +39,13 @@ def _raise_fd_limit() -> None:
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 class Topology:
@@ -86,8 +92,9 @@ class Topology:
         require_root("building a topology")
         _raise_fd_limit()
         s = self.scenario
+        # one step per node, per interface (a link builds its two ends in one), per route
         self._total = (len(s.nodes) + sum(len(n.interfaces) for n in s.nodes.values())
-                       + sum(len(n.routes) for n in s.nodes.values()))
+                       - len(s.links) + sum(len(n.routes) for n in s.nodes.values()))
         self._state.claim(scenario=s.source, detail={
             "nodes": sorted(s.nodes), "host_nodes": sorted(n for n, spec in s.nodes.items() if spec.host)})
         try:
@@ -103,9 +110,13 @@ class Topology:
         self._built = True
 
     async def _phase(self, fn: Callable[[Any], Awaitable[None]], items: list[Any]) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for item in items:
-                tg.create_task(fn(item))
+        """Run ``fn`` over ``items`` concurrently; on failure cancel the rest, raise the first error."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for item in items:
+                    tg.create_task(fn(item))
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
 
     def _step(self, what: str) -> None:
         self._steps += 1
@@ -156,7 +167,6 @@ class Topology:
         self._devices.append(veth)
         na.devices[sa.name] = veth
         nb.devices[sb.name] = veth.peer
-        self._steps += 1  # the peer end counts as an interface too
 
     async def _make_children(self, spec: NodeSpec) -> None:
         node = self.nodes[spec.name]
@@ -260,15 +270,15 @@ class Topology:
         from netvirt.topology.down import sweep_host_links
 
         try:
-            await sweep_host_links(self.lab, self._state.root)
+            if self._state.claimed:
+                await sweep_host_links(self.lab, self._state.root)
         except Exception as exc:
             errors.append(exc)
         # namespaces that creation left behind although their Namespace object is gone
         from netvirt.topology.down import remove_journalled_netns
 
-        remove_journalled_netns(self.lab, self._state.root)
-        self._state.release()
-        if errors and not isinstance(errors[0], NetvirtError):
-            raise errors[0]
+        if self._state.claimed:  # never another process's record of the same lab name
+            remove_journalled_netns(self.lab, self._state.root)
+            self._state.release()
         if errors:
             raise errors[0]

@@ -55,6 +55,7 @@ class LabState:
     lab: str
     root: Path = STATE_ROOT
     info: dict[str, Any] = field(default_factory=dict)
+    claimed: bool = False  # this object created the lab's directory (and so may remove it)
     _journal: Any = None
 
     @property
@@ -79,6 +80,7 @@ class LabState:
                 f"lab {self.lab!r} has leftovers of a run that did not finish; "
                 f"run 'netvirt down {self.lab}' first"
             ) from None
+        self.claimed = True
         self.info = {"lab": self.lab, "pid": os.getpid(), "scenario": scenario,
                      "started": time.time(), **(detail or {})}
         self.write_info()

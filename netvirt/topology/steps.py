@@ -180,8 +180,7 @@ async def _connect(topo: Topology, p: dict[str, Any]) -> str:
                 echoed = await asyncio.wait_for(_tcp_client(loop, csock, (addr, port), payload), p["timeout"])
             finally:
                 srv.cancel()
-                with_suppress = asyncio.gather(srv, return_exceptions=True)
-                await with_suppress
+                await asyncio.gather(srv, return_exceptions=True)
         else:
             srv = asyncio.ensure_future(_udp_echo(loop, lsock))
             try:
@@ -228,10 +227,24 @@ async def _tcp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst:
     return bytes(buf)
 
 
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until ``sock`` is readable (uvloop has no sock_recvfrom: use add_reader)."""
+    fut: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
 async def _udp_echo(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     while True:
-        data, peer = await loop.sock_recvfrom(sock, 65536)
-        await loop.sock_sendto(sock, data, peer)
+        await _readable(loop, sock)
+        try:
+            data, peer = sock.recvfrom(65536)
+        except BlockingIOError:
+            continue
+        sock.sendto(data, peer)
 
 
 async def _udp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst: tuple[str, int],
@@ -241,11 +254,12 @@ async def _udp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst:
     out = bytearray()
     for chunk in chunks:  # one at a time: UDP has no retransmission, keep the test exact
         for _attempt in range(3):
-            await loop.sock_sendall(sock, chunk)
+            sock.send(chunk)
             try:
-                out += await asyncio.wait_for(loop.sock_recv(sock, 65536), 0.5)
+                await asyncio.wait_for(_readable(loop, sock), 0.5)
+                out += sock.recv(65536)
                 break
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
                 continue
         else:
             break
