@@ -138,7 +138,8 @@ class Netlink:
     def ifindex(self, name: str) -> int:
         found = self.find(name)
         if found is None:
-            raise NoSuchObjectError(errno.ENODEV, "look up link", device=name, netns=self.netns)
+            raise NoSuchObjectError(errno.ENODEV, "look up link", device=name, netns=self.netns,
+                                    detail="no such link")
         return found
 
     def find(self, name: str) -> int | None:

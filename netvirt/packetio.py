@@ -39,6 +39,7 @@ class PacketPort:
         self.vnet_hdr = vnet_hdr
         self.name = name
         self._pending: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None  # a reader parked in wait_readable
         self.rx_packets = 0
         self.tx_packets = 0
         self.tx_dropped = 0
@@ -54,10 +55,19 @@ class PacketPort:
         return self._fd < 0
 
     def close(self) -> None:
-        """Close the fd. Safe to call twice."""
+        """Close the fd. Safe to call twice. Call it on the event loop's thread.
+
+        A reader parked in :meth:`wait_readable` is woken: an ``async for``
+        over the port ends, a pending :meth:`read` raises ``OSError(EBADF)``.
+        """
         fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        if fd < 0:
+            return
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.get_loop().remove_reader(fd)  # before the number can be reused
+            waiter.set_result(None)
+        os.close(fd)
 
     # -- reading ---------------------------------------------------------
     def read_nowait(self, batch: int = 64) -> list[bytes]:
@@ -89,10 +99,13 @@ class PacketPort:
                 fut.set_result(None)
 
         loop.add_reader(fd, ready)
+        self._waiter = fut
         try:
             await fut
         finally:
-            loop.remove_reader(fd)
+            if self._fd == fd:  # else close() removed the reader, and fd may be reused
+                loop.remove_reader(fd)
+                self._waiter = None
 
     async def read_batch(self, batch: int = 64) -> list[bytes]:
         """Wait for packets, then return every ready one (up to ``batch``)."""

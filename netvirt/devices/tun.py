@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from netvirt._netlink import Netlink
 from netvirt.devices import _tuntap
 from netvirt.devices.base import Device
-from netvirt.packetio import PacketPort
+from netvirt.packetio import Framing, PacketPort
 
 
 class Tun(Device):
@@ -76,7 +76,7 @@ class Tun(Device):
                 nl.link_del(nl.ifindex(self.name))
 
         fds = await ns.nl(create, orphan)
-        framing = "ether" if self._tap else "ip"
+        framing: Framing = "ether" if self._tap else "ip"
         self.queues = [PacketPort(fd, framing, vnet_hdr=self.vnet_hdr, name=self.name) for fd in fds]
         self._created = True  # exists now: a configuration failure closes/deletes it
         if self.persist:  # left for an external program: drop our queues

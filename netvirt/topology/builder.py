@@ -205,6 +205,8 @@ class Topology:
                 prog, task = await start_program(iface, dev, node)
                 self.programs[(spec.name, iface.name)] = prog
                 self._tasks[(spec.name, iface.name)] = task
+        # steps may start right after the build: every program must handle traffic by then
+        await asyncio.gather(*(p.wait_ready() for p in self.programs.values()))
 
     # -- helpers ---------------------------------------------------------
     def _common(self, node: Node, iface: InterfaceSpec) -> dict[str, Any]:
