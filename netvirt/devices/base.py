@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 from collections.abc import Iterable
 from typing import Any, ClassVar, Self
 
@@ -24,6 +25,26 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 NetnsArg = Namespace | str | None
 DEFAULT_ALIAS = "netvirt"
 IFNAMSIZ = 16
+
+
+#: Explicit ifindexes come from a high range that automatic numbering never reaches.
+_next_ifindex = random.randrange(1 << 20, 1 << 29)
+
+
+def fresh_ifindex() -> int:
+    """An ifindex for a link whose index must differ from its peer's or parent's.
+
+    Theory of operation: the kernel handles a carrier change at once only for
+    "urgent" links, and a veth or macvlan whose ifindex equals its peer's or
+    parent's ifindex (``dev_get_iflink() == ifindex``, common when two fresh
+    namespaces both number from 1) is not urgent: its bridge port stays
+    *disabled* and its first packets are dropped for up to a second
+    (``linkwatch_urgent_event()``). An explicit index from this range can
+    never equal an automatic one.
+    """
+    global _next_ifindex
+    _next_ifindex += 1
+    return _next_ifindex
 
 
 def check_ifname(name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from netvirt._netlink import Netlink
-from netvirt.devices.base import Device, NetnsArg, resolve_netns
+from netvirt.devices.base import Device, NetnsArg, fresh_ifindex, resolve_netns
 from netvirt.errors import UsageError
 from netvirt.netns import Namespace
 
@@ -29,7 +29,7 @@ class Macvlan(Device):
         self._own_parent_handle = False
 
     def _extra_attrs(self) -> dict[str, Any]:
-        return {}
+        return {"index": fresh_ifindex()}  # never equal to the parent's (see fresh_ifindex)
 
     async def _create_link(self) -> None:
         ns = self.netns

@@ -11,7 +11,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from netvirt._netlink import Netlink
-from netvirt.devices.base import DEFAULT_ALIAS, Device, IPInterface, NetnsArg, resolve_netns
+from netvirt.devices.base import (
+    DEFAULT_ALIAS,
+    Device,
+    IPInterface,
+    NetnsArg,
+    fresh_ifindex,
+    resolve_netns,
+)
 from netvirt.netns import Namespace
 
 
@@ -64,7 +71,7 @@ class Veth(Device):
         same = pns is ns or (pns.name == ns.name)
         if not same:
             peer_attrs["net_ns_fd"] = pns.fileno()
-        attrs = self._link_attrs()
+        attrs = {**self._link_attrs(), "index": fresh_ifindex()}  # never equal to the peer's
 
         def add(nl: Netlink) -> int:
             return nl.link_add(self.name, "veth", peer=peer_attrs, **attrs)
