@@ -17,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-from collections.abc import Callable, Iterator
+import socket
+import struct
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
 from pyroute2 import NetlinkError as _PrNetlinkError
 
+from netvirt import _nlmsg
 from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError, UnsupportedError
 
 IFA_F_NODAD = 0x02
@@ -112,23 +114,71 @@ def _info(msg: Any) -> LinkInfo:
     )
 
 
-class Netlink:
-    """Synchronous rtnetlink requests in one namespace (worker-thread only)."""
+def _decode(cls: Any, raw: bytes) -> Any:
+    msg = cls(raw)
+    msg.decode()
+    return msg
 
-    def __init__(self, netns: str | None) -> None:
-        self.netns = netns
-        with translate("open netlink socket", netns=netns):
-            self._ipr = IPRoute(use_event_loop=asyncio.SelectorEventLoop())
+
+_UP = {"up": True, "down": False}
+_LINK_KW = {"ifname": "ifname", "mtu": "mtu", "address": "mac", "master": "master",
+            "ifalias": "alias", "net_ns_fd": "ns_fd", "link": "link"}
+
+
+def _link_kwargs(kind: str | None, attrs: dict[str, Any]) -> tuple[dict[str, Any], bytes, bool | None]:
+    """pyroute2-style keyword arguments -> (``_nlmsg.link_attrs`` args, IFLA_INFO_DATA, up)."""
+    kw: dict[str, Any] = {}
+    data = b""
+    up = _UP[attrs.pop("state")] if "state" in attrs else None
+    for key in list(attrs):
+        if key in _LINK_KW:
+            kw[_LINK_KW[key]] = attrs.pop(key)
+    if kind == "veth" and "peer" in attrs:
+        peer = dict(attrs.pop("peer"))
+        pkw, _, pup = _link_kwargs(None, peer)
+        data = _nlmsg.veth_peer(index=peer.pop("index", 0), up=bool(pup), **pkw)
+    elif kind == "bridge":
+        br = {k: attrs.pop(k) for k in ("br_stp_state", "br_ageing_time", "br_forward_delay") if k in attrs}
+        data = _nlmsg.bridge_data(stp=bool(br.get("br_stp_state", 0)), ageing_cs=br.get("br_ageing_time"),
+                                  forward_delay_cs=br.get("br_forward_delay"))
+    elif kind in ("macvlan", "macvtap"):
+        mode = attrs.pop(f"{kind}_mode", attrs.pop("mode", None))
+        if mode:
+            data = _nlmsg.macvlan_data(mode)
+    if attrs:
+        raise TypeError(f"unsupported link attributes: {sorted(attrs)}")
+    return kw, data, up
+
+
+class Netlink:
+    """rtnetlink requests in one namespace over its raw socket (on its strand).
+
+    Requests are encoded by ``_nlmsg``; replies to dumps are decoded with
+    pyroute2's message classes. Keyword arguments follow pyroute2's names
+    (``state``, ``mtu``, ``address``, ``master``, ``ifalias``, ``net_ns_fd``,
+    ``peer``, ``br_*``, ``macvlan_mode``...).
+    """
+
+    def __init__(self, rtnl: Rtnl) -> None:
+        self._rtnl = rtnl
+        self.netns = rtnl.netns
 
     def close(self) -> None:
-        self._ipr.close()
+        """The socket belongs to the namespace's Rtnl: nothing to close here."""
+
+    def request(self, reqs: Sequence[Req]) -> list[bytes | None]:
+        """A batch of ``_nlmsg`` requests in one send (see ``Rtnl.request``)."""
+        return self._rtnl.request(reqs)
+
+    def _one(self, msg: bytes, op: str, device: DeviceLabel = None) -> bytes | None:
+        return self._rtnl.request([Req(msg, op, device)])[0]
 
     def _name_of(self, index: int) -> Callable[[], str]:
         """Label for errors about link ``index``: its name, looked up only on error."""
 
         def name() -> str:
             try:
-                return str(self._ipr.link("get", index=index)[0].get("ifname"))
+                return self.link(index).name
             except Exception:  # gone, or the socket is unusable: fall back to the index
                 return f"#{index}"
 
@@ -143,77 +193,229 @@ class Netlink:
         return found
 
     def find(self, name: str) -> int | None:
-        with translate("look up link", device=name, netns=self.netns):
-            found = self._ipr.link_lookup(ifname=name)
-        return found[0] if found else None
+        try:
+            reply = self._one(_nlmsg.get_link(name), "look up link", name)
+        except NoSuchObjectError:
+            return None
+        return _nlmsg.ifindex_of(reply) if reply else None
 
     def link(self, index: int) -> LinkInfo:
-        with translate("get link", device=self._name_of(index), netns=self.netns):
-            return _info(self._ipr.link("get", index=index)[0])
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+        reply = self._one(_nlmsg.get_link(index=index), "get link", f"#{index}")
+        assert reply is not None
+        return _info(_decode(ifinfmsg, _nlmsg.message(_nlmsg.RTM_NEWLINK, 0, reply)))
 
     def links(self) -> list[LinkInfo]:
-        with translate("dump links", netns=self.netns):
-            return [_info(m) for m in self._ipr.link("dump")]
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+        return [_info(_decode(ifinfmsg, raw)) for raw in self._rtnl.dump(_nlmsg.dump_links(), "dump links")]
 
     def link_add(self, name: str, kind: str, **attrs: Any) -> int:
         """Create a link; returns its ifindex in THIS namespace (0 if moved away)."""
-        with translate(f"create {kind}", device=name, netns=self.netns):
-            self._ipr.link("add", ifname=name, kind=kind, **attrs)
-        if "net_ns_fd" in attrs:
+        index = int(attrs.pop("index", 0))
+        kw, data, up = _link_kwargs(kind, attrs)
+        msg = _nlmsg.new_link(kind, index=index, up=bool(up), data=data, ifname=name, **kw)
+        self._one(msg, f"create {kind}", name)
+        if "ns_fd" in kw:
             return 0
-        return self.ifindex(name)
+        return index or self.ifindex(name)
 
     def link_set(self, index: int, **attrs: Any) -> None:
         op = "set link " + ",".join(sorted(attrs))
-        with translate(op, device=self._name_of(index), netns=self.netns):
-            self._ipr.link("set", index=index, **attrs)
+        kind = attrs.pop("kind", None)
+        kw, data, up = _link_kwargs(kind, attrs)
+        self._one(_nlmsg.set_link(index=index, up=up, kind=kind, data=data, **kw), op, self._name_of(index))
+
+    def wait_port_enabled(self, index: int, timeout: float = 2.0) -> None:
+        """Wait until bridge port ``index`` has left the *disabled* state.
+
+        Theory of operation: a bridge enables a port when the kernel's linkwatch
+        work processes the port's carrier change, which is asynchronous: a veth
+        end is a bridge port in *disabled* state for a few milliseconds after
+        its peer came up, and frames sent meanwhile are dropped (ARP then waits
+        a second to retry). With STP off an enabled port forwards at once.
+        """
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._one(_nlmsg.get_link(index=index), "get bridge port state", self._name_of(index))
+            state = _nlmsg.brport_state(reply or b"")
+            if state is None or state != _nlmsg.BR_STATE_DISABLED or time.monotonic() > deadline:
+                return
+            time.sleep(0.0005)
 
     def link_del(self, index: int, *, missing_ok: bool = True) -> None:
         try:
-            with translate("delete link", device=self._name_of(index), netns=self.netns):
-                self._ipr.link("del", index=index)
+            self._one(_nlmsg.del_link(index), "delete link", self._name_of(index))
         except NoSuchObjectError:
             if not missing_ok:
                 raise
 
     def no_ipv6_linklocal(self, index: int) -> None:
         """addrgenmode none: no link-local address, so no stray IPv6 RS/DAD packets."""
-        spec = {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE)]})]}
-        self.link_set(index, IFLA_AF_SPEC=spec)
+        self._one(_nlmsg.set_link(index=index, no_ipv6_ll=True), "set addrgenmode none",
+                  self._name_of(index))
 
     # -- addresses and routes ----------------------------------------------
     def addr_add(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
-        kw: dict[str, Any] = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
-        if iface.version == 6:
-            kw["flags"] = IFA_F_NODAD
-        with translate(f"add address {iface}", device=self._name_of(index), netns=self.netns):
-            self._ipr.addr("add", index=index, **kw)
+        self._one(_nlmsg.new_addr(index, iface), f"add address {iface}", self._name_of(index))
 
     def addrs(self, index: int | None = None) -> list[tuple[int, str]]:
-        with translate("dump addresses", netns=self.netns):
-            msgs = self._ipr.addr("dump", index=index) if index else self._ipr.addr("dump")
-            return [(m["index"], f"{m.get('address')}/{m['prefixlen']}") for m in msgs]
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+        out = []
+        for raw in self._rtnl.dump(_nlmsg.dump_addrs(), "dump addresses"):
+            m = _decode(ifaddrmsg, raw)
+            if index is None or m["index"] == index:
+                out.append((m["index"], f"{m.get('address')}/{m['prefixlen']}"))
+        return out
 
     def route_add(self, dst: str, *, via: str | None = None, oif: int | None = None) -> None:
-        kw: dict[str, Any] = {"dst": dst}
-        if via:
-            kw["gateway"] = via
-        if oif:
-            kw["oif"] = oif
-        with translate(f"add route {dst}", netns=self.netns):
-            self._ipr.route("add", **kw)
+        if dst == "default":
+            dst = "::/0" if via and ":" in via else "0.0.0.0/0"
+        msg = _nlmsg.new_route(ipaddress.ip_network(dst), via=ipaddress.ip_address(via) if via else None,
+                               oif=oif)
+        self._one(msg, f"add route {dst}")
 
     # -- bridges ---------------------------------------------------------
     def fdb(self, bridge_index: int) -> list[FdbEntry]:
+        from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
         names = {li.index: li.name for li in self.links()}
         out = []
-        with translate("dump bridge fdb", device=self._name_of(bridge_index), netns=self.netns):
-            for m in self._ipr.fdb("dump"):
-                if m.get("master") != bridge_index and m["ifindex"] != bridge_index:
-                    continue
-                out.append(FdbEntry(
-                    mac=m.get("lladdr"), port_index=m["ifindex"],
-                    port=names.get(m["ifindex"], str(m["ifindex"])), state=m["state"],
-                    vlan=m.get("vlan"), local=bool(m["state"] & 0x80),
-                ))
+        for raw in self._rtnl.dump(_nlmsg.dump_fdb(), "dump bridge fdb"):
+            m = _decode(ndmsg, raw)
+            if m.get("master") != bridge_index and m["ifindex"] != bridge_index:
+                continue
+            out.append(FdbEntry(
+                mac=m.get("lladdr"), port_index=m["ifindex"],
+                port=names.get(m["ifindex"], str(m["ifindex"])), state=m["state"],
+                vlan=m.get("vlan"), local=bool(m["state"] & 0x80),
+            ))
         return out
+
+
+# -- the lean path: raw rtnetlink, struct-encoded, batched --------------------
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NLMSGERR_ATTR_MSG = 1
+_CHUNK = 48 * 1024
+
+
+@dataclass(frozen=True)
+class Req:
+    """One request of a batch: the message (from ``_nlmsg``) and what to say if it fails."""
+
+    msg: bytes
+    op: str
+    device: DeviceLabel = None
+
+
+class Rtnl:
+    """A raw NETLINK_ROUTE socket opened inside one namespace (it stays there).
+
+    ``request()`` sends a whole batch in one ``sendmsg`` (the kernel handles
+    the messages in order) and collects every answer by sequence number;
+    the first failure, in batch order, is raised as a netvirt error with
+    the kernel's extended-ack text. Used by one thread at a time (the
+    namespace's strand).
+    """
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                             socket.NETLINK_ROUTE)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+            sock.bind((0, 0))
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._seq = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def request(self, reqs: Sequence[Req]) -> list[bytes | None]:
+        """Send ``reqs``; return each reply payload (None for a plain ACK)."""
+        if not reqs:
+            return []
+        first = self._seq + 1
+        self._seq += len(reqs)
+        out: list[bytes | None] = [None] * len(reqs)
+        errors: dict[int, tuple[int, str | None]] = {}
+        chunk: list[bytes] = []
+        size = 0
+        with translate("send netlink batch", netns=self.netns):
+            for i, r in enumerate(reqs):
+                msg = _nlmsg.with_seq(r.msg, first + i)
+                if size + len(msg) > _CHUNK and chunk:
+                    self._sock.sendall(b"".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(msg)
+                size += len(msg)
+            self._sock.sendall(b"".join(chunk))
+            pending = len(reqs)
+            while pending:
+                data = self._sock.recv(1 << 20)
+                for kind, seq, payload in _nlmsg.replies(data):
+                    i = seq - first
+                    if not 0 <= i < len(reqs):
+                        continue  # a stale answer of an earlier, failed batch
+                    if kind == _nlmsg.NLMSG_ERROR:
+                        code = _nlmsg.error_code(payload)
+                        if code:
+                            errors[i] = (code, _ext_ack(payload))
+                    elif kind != _nlmsg.NLMSG_DONE:
+                        out[i] = payload
+                    pending -= 1
+        if errors:
+            i = min(errors)
+            code, detail = errors[i]
+            raise _to_netvirt(code, reqs[i].op, _label(reqs[i].device), self.netns, detail)
+        return out
+
+
+
+
+    def dump(self, msg: bytes, op: str) -> list[bytes]:
+        """Send a dump request; return every reply message (header included)."""
+        self._seq += 1
+        seq = self._seq
+        out: list[bytes] = []
+        with translate(op, netns=self.netns):
+            self._sock.sendall(_nlmsg.with_seq(msg, seq))
+            while True:
+                data = self._sock.recv(1 << 20)
+                for raw in _nlmsg.messages(data):
+                    kind, mseq = struct.unpack_from("=HxxI", raw, 4)
+                    if mseq != seq:
+                        continue
+                    if kind == _nlmsg.NLMSG_DONE:
+                        return out
+                    if kind == _nlmsg.NLMSG_ERROR:
+                        code = _nlmsg.error_code(raw[16:])
+                        if code:
+                            raise _to_netvirt(code, op, None, self.netns, _ext_ack(raw[16:]))
+                        return out
+                    out.append(raw)
+
+
+def _ext_ack(payload: bytes) -> str | None:
+    """The kernel's error text from an extended ACK (NETLINK_EXT_ACK), if any."""
+    off = 4 + 16  # errno, then the (capped) original header
+    while off + 4 <= len(payload):
+        length, kind = struct.unpack_from("=HH", payload, off)
+        if length < 4:
+            break
+        if kind & 0x3FFF == NLMSGERR_ATTR_MSG:
+            return payload[off + 4: off + length].rstrip(b"\0").decode(errors="replace")
+        off += (length + 3) & ~3
+    return None

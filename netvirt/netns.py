@@ -1,23 +1,26 @@
-"""Network namespaces, each served by one worker thread that lives inside it.
+"""Network namespaces, entered cheaply from a small shared pool of threads.
 
 Theory of operation
 -------------------
 ``setns(2)`` and ``unshare(CLONE_NEWNET)`` act on the calling *thread* only.
-Every :class:`Namespace` owns a single-thread executor whose thread enters
-the namespace once (or creates it: ``unshare`` then a bind mount of
-``/proc/thread-self/ns/net`` on ``/run/netns/NAME``, exactly what
-``ip netns add`` does, without a fork). Everything that must happen *inside*
-the namespace runs on that thread: netlink requests (one pyroute2 socket per
-namespace, opened there), ``/dev/net/tun`` opens (a tun is created in the
-opener's namespace), sockets for programs and checks, ``/proc/sys/net``
-writes. A socket or fd keeps the namespace it was opened in for life, so
-the returned fds are then driven from the event loop in the main thread,
-which never switches namespace (STYLE.md).
+Everything that must happen *inside* a namespace (a tun is created in the
+opener's namespace, a socket or netlink socket keeps the namespace it was
+opened in, ``/proc/sys/net`` is resolved in the caller's namespace) runs as
+a call on the namespace's *strand*: the strand runs its calls one at a time,
+in submission order, on one of a few shared worker threads, which enters the
+namespace once per burst of calls and returns to the process's own
+namespace afterwards. Creating a namespace is such a call: ``unshare`` then a
+bind mount of ``/proc/thread-self/ns/net`` on ``/run/netns/NAME``, exactly
+what ``ip netns add`` does, without a fork and without a thread of its own.
+The event loop's thread never switches namespace (STYLE.md); the fds the
+calls return are driven from it.
 
-A namespace lives as long as anything references it: its bind mount, the
-worker thread, and every fd opened inside. :meth:`Namespace.close` therefore
-stops the thread (closing its netlink socket) and, for a namespace we
-created, unmounts and unlinks the name; devices must be closed first.
+Each namespace keeps a raw rtnetlink socket opened inside it (``Rtnl``: the
+lean, batched build path) and, on demand, a pyroute2 socket (``Netlink``:
+dumps, lookups, FDB). A namespace lives as long as anything references it:
+its bind mount, and every fd opened inside. :meth:`Namespace.close` closes
+its sockets and, for a namespace we created, unmounts and unlinks the name;
+devices must be closed first.
 """
 
 from __future__ import annotations
@@ -28,15 +31,17 @@ import contextlib
 import errno
 import os
 import socket
+import sys
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from netvirt import _sys
 from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError, NotRootError
 
 if TYPE_CHECKING:
-    from netvirt._netlink import Netlink
+    from netvirt._netlink import Netlink, Req, Rtnl
 
 T = TypeVar("T")
 
@@ -44,6 +49,17 @@ NETNS_DIR = "/run/netns"
 _HOST_NS_PATH = f"/proc/{os.getpid()}/ns/net"
 _netns_dir_lock = threading.Lock()
 _netns_dir_ready = False
+_POOL_SIZE = 4
+_pool: cf.ThreadPoolExecutor | None = None
+_home_fd = -1
+
+
+def _shared_pool() -> cf.ThreadPoolExecutor:
+    global _pool, _home_fd
+    if _pool is None:
+        _home_fd = os.open(_HOST_NS_PATH, os.O_RDONLY | os.O_CLOEXEC)
+        _pool = cf.ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="netvirt-ns")
+    return _pool
 
 
 def require_root(what: str = "this command") -> None:
@@ -76,6 +92,52 @@ def netns_exists(name: str) -> bool:
     return os.path.exists(netns_path(name))
 
 
+class _Strand:
+    """Runs one namespace's calls one at a time, in order, on the shared pool."""
+
+    def __init__(self, enter: Callable[[], None]) -> None:
+        self._enter = enter
+        self._queue: deque[tuple[Callable[[], Any], cf.Future[Any]]] = deque()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def submit(self, fn: Callable[[], T]) -> cf.Future[T]:
+        fut: cf.Future[T] = cf.Future()
+        with self._lock:
+            self._queue.append((fn, fut))
+            start, self._running = not self._running, True
+        if start:
+            _shared_pool().submit(self._drain)
+        return fut
+
+    def _drain(self) -> None:
+        entered = False
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        self._running = False
+                        return
+                    fn, fut = self._queue.popleft()
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    if not entered:
+                        self._enter()
+                        entered = True
+                    result = fn()
+                except BaseException as exc:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(result)
+        finally:
+            try:
+                _sys.setns(_home_fd)  # back home, whatever the calls did
+            except OSError as exc:  # pragma: no cover - cannot happen with a valid fd
+                sys.stderr.write(f"netvirt: fatal: cannot return to the host namespace: {exc}\n")
+                os._exit(70)
+
+
 class Namespace:
     """One network namespace: created and owned, borrowed, or the host's own.
 
@@ -86,8 +148,9 @@ class Namespace:
     def __init__(self, name: str | None, *, owned: bool) -> None:
         self.name = name
         self.owned = owned
-        self._executor = cf.ThreadPoolExecutor(1, thread_name_prefix=f"netns-{name or 'host'}")
+        self._strand = _Strand(self._enter)
         self._fd = -1
+        self._rtnl: Rtnl | None = None
         self._nl: Netlink | None = None
         self._closed = False
         self._made = False  # the namespace file was created by us (even if create failed later)
@@ -110,7 +173,7 @@ class Namespace:
         try:
             await ns.call(ns._create_here)
         except BaseException:
-            # also on cancellation: the thread may still finish creating; close()
+            # also on cancellation: the strand may still finish creating; close()
             # queues behind it and removes the name only if we made it
             await asyncio.shield(ns.close())
             raise
@@ -126,7 +189,7 @@ class Namespace:
         try:
             await ns.call(ns._enter_here)
         except BaseException:
-            await ns._shutdown_thread()
+            await asyncio.shield(ns.close())
             raise
         return ns
 
@@ -136,6 +199,11 @@ class Namespace:
         ns = cls(None, owned=False)
         await ns.call(ns._enter_here)
         return ns
+
+    def _enter(self) -> None:
+        """Strand hook: move the worker thread into this namespace (once per burst)."""
+        if self._fd >= 0:
+            _sys.setns(self._fd)
 
     def _create_here(self) -> None:
         assert self.name is not None
@@ -160,54 +228,70 @@ class Namespace:
             self._made = False
             raise KernelError(exc.errno or 0, "create namespace", netns=self.name) from exc
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        self._lo_up()
+        self._open_rtnl()
+        from netvirt import _nlmsg
+        from netvirt._netlink import Req
+
+        self.rtnl.request([Req(_nlmsg.set_link(ifname="lo", up=True), "set lo up", "lo")])
 
     def _enter_here(self) -> None:
         path = netns_path(self.name) if self.name else _HOST_NS_PATH
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if self.name:
-                _sys.setns(fd)
+            _sys.setns(fd)
         except OSError as exc:
             os.close(fd)
             raise KernelError(exc.errno or 0, "enter namespace", netns=self.name) from exc
         self._fd = fd
+        self._open_rtnl()
 
-    def _lo_up(self) -> None:
-        nl = self.netlink
-        nl.link_set(nl.ifindex("lo"), state="up")
+    def _open_rtnl(self) -> None:
+        from netvirt._netlink import Rtnl
+
+        self._rtnl = Rtnl(self.name)
 
     # -- running things inside -------------------------------------------
     async def call(self, fn: Callable[..., T], *args: Any,
                    orphan: Callable[[T], object] | None = None) -> T:
-        """Run ``fn(*args)`` on this namespace's worker thread and return its result.
+        """Run ``fn(*args)`` inside this namespace (on its strand) and return its result.
 
-        If the caller is cancelled while ``fn`` runs, ``fn`` still completes on
-        the thread; ``orphan(result)`` then runs there too, to release what
-        ``fn`` made (fds, links) that no one will ever receive.
+        If the caller is cancelled while ``fn`` runs, ``fn`` still completes;
+        ``orphan(result)`` then runs on the strand too, to release what ``fn``
+        made (fds, links) that no one will ever receive.
         """
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
-        fut = self._executor.submit(fn, *args)
+        fut = self._strand.submit(lambda: fn(*args))
         try:
             return await asyncio.wrap_future(fut)
         except asyncio.CancelledError:
             if orphan is not None:
-                fut.add_done_callback(lambda f: _run_orphan(f, orphan))
+                fut.add_done_callback(lambda f: self._strand.submit(lambda: _run_orphan(f, orphan)))
             raise
 
     @property
+    def rtnl(self) -> Rtnl:
+        """The raw rtnetlink socket of this namespace (use on its strand)."""
+        if self._rtnl is None:
+            raise RuntimeError(f"{self!r} is not open")
+        return self._rtnl
+
+    async def request(self, reqs: Sequence[Req]) -> list[bytes | None]:
+        """Send a batch of ``_nlmsg`` requests in this namespace; raise the first error."""
+        return await self.call(lambda: self.rtnl.request(reqs))
+
+    @property
     def netlink(self) -> Netlink:
-        """The worker thread's netlink socket. Only valid ON the worker thread."""
+        """This namespace's pyroute2 socket (opened on first use). Use on its strand."""
         if self._nl is None:
             from netvirt._netlink import Netlink
 
-            self._nl = Netlink(self.name)
+            self._nl = Netlink(self.rtnl)
         return self._nl
 
     async def nl(self, fn: Callable[[Netlink], T],
                  orphan: Callable[[Netlink, T], object] | None = None) -> T:
-        """Run ``fn(netlink)`` on the worker thread (batch several requests in one hop).
+        """Run ``fn(netlink)`` on the strand (batch several requests in one hop).
 
         ``orphan(netlink, result)`` undoes ``fn`` if the caller was cancelled meanwhile.
         """
@@ -249,27 +333,24 @@ class Namespace:
 
     # -- teardown --------------------------------------------------------
     async def close(self) -> None:
-        """Stop the worker; delete the namespace if we created it. Safe twice."""
+        """Close our sockets; delete the namespace if we created it. Safe twice."""
         if self._closed:
             return
-        await self._shutdown_thread()
-        if self.owned and self._made and self.name:
-            remove_netns(self.name)
-
-    async def _shutdown_thread(self) -> None:
         self._closed = True
 
         def stop() -> None:
-            if self._nl is not None:
-                self._nl.close()
-                self._nl = None
+            for sock in (self._nl, self._rtnl):
+                if sock is not None:
+                    with contextlib.suppress(Exception):
+                        sock.close()
+            self._nl = self._rtnl = None
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
 
-        with contextlib.suppress(RuntimeError):
-            await asyncio.wrap_future(self._executor.submit(stop))
-        self._executor.shutdown(wait=True)  # the stop task is done: exits at once
+        await asyncio.shield(asyncio.wrap_future(self._strand.submit(stop)))
+        if self.owned and self._made and self.name:
+            remove_netns(self.name)
 
     async def __aenter__(self) -> Namespace:
         return self

@@ -17,7 +17,8 @@ import random
 from collections.abc import Iterable
 from typing import Any, ClassVar, Self
 
-from netvirt._netlink import LinkInfo, Netlink
+from netvirt import _nlmsg
+from netvirt._netlink import LinkInfo, Netlink, Req
 from netvirt.errors import UsageError
 from netvirt.netns import Namespace
 
@@ -138,7 +139,10 @@ class Device:
         raise NotImplementedError
 
     async def _after_create(self) -> None:
-        """Hook for subclasses: runs after configuration (e.g. start I/O)."""
+        """Runs after configuration: a bridge port waits until the bridge enabled it."""
+        if self.master and self.up:
+            index = self.ifindex
+            await self.netns.nl(lambda nl: nl.wait_port_enabled(index))
 
     async def aclose(self) -> None:
         """Delete what this object created. Safe twice; completes under cancellation."""
@@ -183,22 +187,37 @@ class Device:
             attrs["address"] = self.mac
         return attrs
 
-    def _configure(self, nl: Netlink, index: int, *, in_add: bool = True) -> None:
-        """Apply master, addrgenmode, up and addresses (plus mtu/mac unless set at add)."""
-        attrs: dict[str, Any] = {} if in_add else self._link_attrs()
-        if in_add and self.alias:
-            # the kernel ignores IFLA_IFALIAS in a creating RTM_NEWLINK: set the tag now
-            attrs["ifalias"] = self.alias
-        if self.master:
+    def _config_reqs(self, nl: Netlink, index: int, done: frozenset[str] = frozenset()) -> list[Req]:
+        """The requests that finish a new link's configuration, as one batch.
+
+        ``done`` names what the creating message already set (``mtu``, ``mac``,
+        ``master``, ``up``). The alias always needs its own request: the kernel
+        ignores IFLA_IFALIAS in a creating RTM_NEWLINK. addrgenmode goes before
+        "up" (once up, the kernel has made the link-local address).
+        """
+        attrs: dict[str, Any] = {}
+        if self.alias:
+            attrs["alias"] = self.alias
+        if self.mtu and "mtu" not in done:
+            attrs["mtu"] = self.mtu
+        if self.mac and "mac" not in done:
+            attrs["mac"] = self.mac
+        if self.master and "master" not in done:
             attrs["master"] = nl.ifindex(self.master)
-        if attrs:
-            nl.link_set(index, **attrs)
         if not self.ipv6_linklocal:
-            nl.no_ipv6_linklocal(index)
-        if self.up:
-            nl.link_set(index, state="up")
-        for iface in self.addresses:
-            nl.addr_add(index, iface)
+            attrs["no_ipv6_ll"] = True
+        reqs = []
+        if attrs:
+            reqs.append(Req(_nlmsg.set_link(index=index, **attrs),
+                            "configure link " + ",".join(sorted(attrs)), self.name))
+        if self.up and "up" not in done:
+            reqs.append(Req(_nlmsg.set_link(index=index, up=True), "set link up", self.name))
+        reqs += [Req(_nlmsg.new_addr(index, a), f"add address {a}", self.name) for a in self.addresses]
+        return reqs
+
+    def _configure(self, nl: Netlink, index: int, *, in_add: bool = True) -> None:
+        """Apply alias, master, addrgenmode, up and addresses (plus mtu/mac unless set at add)."""
+        nl.request(self._config_reqs(nl, index, frozenset({"mtu", "mac"}) if in_add else frozenset()))
 
     # -- operations ------------------------------------------------------
     async def info(self) -> LinkInfo:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from netvirt._netlink import Netlink
+from netvirt import _nlmsg
+from netvirt._netlink import Netlink, Req
 from netvirt.devices.base import (
     DEFAULT_ALIAS,
     Device,
@@ -67,39 +68,38 @@ class Veth(Device):
         peer = self.peer
         peer._ns, peer._own_ns_handle = await resolve_netns(peer._netns_arg)
         pns: Namespace = peer._ns
-        peer_attrs: dict[str, Any] = {"ifname": peer.name, **peer._link_attrs()}
         same = pns is ns or (pns.name == ns.name)
-        if not same:
-            peer_attrs["net_ns_fd"] = pns.fileno()
-        attrs = {**self._link_attrs(), "index": fresh_ifindex()}  # never equal to the peer's
+        # explicit indexes from the high range: never equal (see fresh_ifindex), and
+        # the peer's is known without a lookup
+        index, peer_index = fresh_ifindex(), fresh_ifindex()
+        # this end can come up in the creating message; the peer cannot (veth_open()
+        # of the peer runs before the two ends know each other: ENOTCONN)
+        up_now = self.up and self.ipv6_linklocal
+        done = frozenset({"mtu", "mac", "master"} | ({"up"} if up_now else set()))
+        peer_done = frozenset({"mtu", "mac"})
+        peer_data = _nlmsg.veth_peer(index=peer_index, ifname=peer.name, mtu=peer.mtu,
+                                     mac=peer.mac, ns_fd=None if same else pns.fileno())
 
         def add(nl: Netlink) -> int:
-            return nl.link_add(self.name, "veth", peer=peer_attrs, **attrs)
+            master = nl.ifindex(self.master) if self.master else None
+            msg = _nlmsg.new_link("veth", index=index, up=up_now, data=peer_data, ifname=self.name,
+                                  mtu=self.mtu, mac=self.mac, master=master)
+            nl.request([Req(msg, "create veth", self.name)])
+            try:  # configure this end in the same hop
+                nl.request(self._config_reqs(nl, index, done))
+            except BaseException:
+                nl.link_del(index)
+                raise
+            return index
 
         self.ifindex = await ns.nl(add, lambda nl, index: nl.link_del(index))
         self._created = peer._created = True  # exists now: a configuration failure deletes it
+        peer.ifindex = peer_index
+        await pns.nl(lambda nl: nl.request(peer._config_reqs(nl, peer_index, peer_done)))
 
-        def configure_a(nl: Netlink) -> int:
-            self._configure(nl, self.ifindex)
-            return nl.ifindex(peer.name) if same else 0
-
-        def configure_b(nl: Netlink) -> None:
-            peer.ifindex = nl.ifindex(peer.name)
-            peer._configure(nl, peer.ifindex)
-
-        if same:
-            await ns.nl(configure_a)
-            await ns.nl(configure_b)
-        else:
-            import asyncio
-
-            # the two ends live in two namespaces: configure both at once, and let both
-            # finish before raising, so the delete that follows a failure races nothing
-            results = await asyncio.gather(ns.nl(configure_a), pns.nl(configure_b),
-                                           return_exceptions=True)
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
+    async def _after_create(self) -> None:
+        await super()._after_create()
+        await self.peer._after_create()  # the peer end may be a bridge port too
 
     async def aclose(self) -> None:
         try:
