@@ -224,7 +224,8 @@ def replies(data: bytes) -> Iterator[tuple[int, int, bytes]]:
 
 def error_code(payload: bytes) -> int:
     """The (positive) errno of an NLMSG_ERROR payload; 0 for an ACK."""
-    return -struct.unpack_from("=i", payload)[0]
+    code: int = struct.unpack_from("=i", payload)[0]
+    return -code
 
 
 IFLA_INFO_SLAVE_DATA = 5
@@ -255,4 +256,5 @@ def brport_state(link_payload: bytes) -> int | None:
 
 def ifindex_of(payload: bytes) -> int:
     """The ifindex in an RTM_NEWLINK reply's ifinfomsg."""
-    return int(_IFINFOMSG.unpack_from(payload)[2])
+    index: int = _IFINFOMSG.unpack_from(payload)[2]
+    return index

@@ -30,7 +30,7 @@ import pytest
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - the plugin then offers no fixtures
-    pytest_asyncio = None
+    pytest_asyncio = None  # type: ignore[assignment]
 
 
 def pytest_configure(config: pytest.Config) -> None:

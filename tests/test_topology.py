@@ -17,7 +17,8 @@ import netvirt
 from netvirt.topology import load
 from netvirt.topology.builder import Topology
 from tests.conftest import unique
-from tests.helpers import ROOT, SCENARIOS, assert_lab_gone, netns_of_lab, netvirt as cli
+from tests.helpers import ROOT, SCENARIOS, assert_lab_gone, netns_of_lab
+from tests.helpers import netvirt as cli
 
 pytestmark = pytest.mark.root
 
@@ -62,7 +63,7 @@ async def test_failure_at_every_build_step_leaves_nothing(scenario: str) -> None
 async def test_exception_in_test_body_tears_down() -> None:
     lab = unique()
     with pytest.raises(RuntimeError):
-        async with Topology(load(SCENARIOS / "s3a-veth-pair.yaml").with_name(lab)) as topo:
+        async with Topology(load(SCENARIOS / "s3a-veth-pair.yaml").with_name(lab)):
             assert netns_of_lab(lab) == [f"nv-{lab}-a", f"nv-{lab}-b"]
             raise RuntimeError("test failed")
     assert_lab_gone(lab)
@@ -107,7 +108,8 @@ async def test_device_io_through_the_api(tmp_path: Path) -> None:
 
     lab = unique()
     f = tmp_path / "s.yaml"
-    f.write_text(f"name: {lab}\nnodes:\n  n:\n    interfaces:\n      tun0: {{kind: tun, addresses: [10.7.0.1/24]}}\n")
+    f.write_text(f"name: {lab}\nnodes:\n  n:\n    interfaces:\n"
+                 "      tun0: {kind: tun, addresses: [10.7.0.1/24]}\n")
     async with netvirt.Topology(netvirt.load(f)) as topo:
         tun = topo.device("n", "tun0")
         pinger = asyncio.ensure_future(netvirt.ping(topo, "n", "10.7.0.9", count=1, timeout=2))

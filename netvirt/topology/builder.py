@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import resource
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from netvirt.devices import Bridge, Device, Macvlan, Macvtap, Tap, Tun, Veth
@@ -109,7 +109,7 @@ class Topology:
             raise
         self._built = True
 
-    async def _phase(self, fn: Callable[[Any], Awaitable[None]], items: list[Any]) -> None:
+    async def _phase(self, fn: Callable[[Any], Coroutine[Any, Any, None]], items: list[Any]) -> None:
         """Run ``fn`` over ``items`` concurrently; on failure cancel the rest, raise the first error."""
         try:
             async with asyncio.TaskGroup() as tg:
@@ -202,7 +202,7 @@ class Topology:
                 if iface.program is None:
                     continue
                 dev = node.devices[iface.name]
-                prog, task = await start_program(iface, dev, node)
+                prog, task = await start_program(iface, dev, node, self.scenario.source)
                 self.programs[(spec.name, iface.name)] = prog
                 self._tasks[(spec.name, iface.name)] = task
         # steps may start right after the build: every program must handle traffic by then

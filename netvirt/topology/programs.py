@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from netvirt.devices import Device, Macvtap
@@ -11,7 +12,18 @@ from netvirt.topology.model import InterfaceSpec
 from netvirt.topology.node import Node
 
 
-async def start_program(iface: InterfaceSpec, dev: Device, node: Node) -> tuple[Program, asyncio.Task[None]]:
+def _relative_to(source: str, target: str) -> str:
+    """``file.py:callable`` with a relative file: relative to the scenario file, if it is there."""
+    module, sep, attr = target.rpartition(":")
+    if sep and module.endswith(".py") and not os.path.isabs(module):
+        candidate = os.path.join(os.path.dirname(os.path.abspath(source)), module)
+        if os.path.exists(candidate):
+            return f"{candidate}:{attr}"
+    return target
+
+
+async def start_program(iface: InterfaceSpec, dev: Device, node: Node,
+                        source: str | None = None) -> tuple[Program, asyncio.Task[None]]:
     spec = iface.program
     assert spec is not None
     cls: type[Program] = UserProgram if spec.name == "python" else get_program(spec.name, spec.place)
@@ -22,5 +34,7 @@ async def start_program(iface: InterfaceSpec, dev: Device, node: Node) -> tuple[
     ctx = ProgramContext(port=port, params=dict(spec.params), addresses=list(iface.addresses),
                          open_socket=node.ns.socket, device_name=f"{node.name}:{iface.name}",
                          place=spec.place, device_mac=device_mac)
+    if spec.name == "python" and source:
+        ctx.params["python"] = _relative_to(source, str(ctx.params.get("python", "")))
     prog = cls(ctx)
     return prog, prog.start()

@@ -84,7 +84,7 @@ class LabState:
         self.info = {"lab": self.lab, "pid": os.getpid(), "scenario": scenario,
                      "started": time.time(), **(detail or {})}
         self.write_info()
-        self._journal = open(self.dir / "journal.jsonl", "a", buffering=1)
+        self._journal = open(self.dir / "journal.jsonl", "a", buffering=1)  # noqa: SIM115 (closed by release)
 
     def write_info(self) -> None:
         tmp = self.dir / "lab.json.tmp"

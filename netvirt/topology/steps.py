@@ -8,6 +8,7 @@ driven by the event loop, so no ``ping`` binary is needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import os
@@ -58,7 +59,7 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
     title = _title(step)
     t0 = time.perf_counter()
     try:
-        detail = await fn(topo, step.params)
+        detail = await fn(topo, dict(step.params))
         ok = True
     except _Fail as exc:
         ok, detail = False, str(exc)
@@ -137,10 +138,8 @@ async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: f
                     raise
             if seq < count:
                 await asyncio.sleep(interval)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout)
-        except TimeoutError:
-            pass
     finally:
         loop.remove_reader(sock.fileno())
         sock.close()
@@ -230,7 +229,11 @@ async def _tcp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst:
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     """Wait until ``sock`` is readable (uvloop has no sock_recvfrom: use add_reader)."""
     fut: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: fut.done() or fut.set_result(None))
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
     try:
         await fut
     finally:
