@@ -266,7 +266,10 @@ class Namespace:
             return await asyncio.wrap_future(fut)
         except asyncio.CancelledError:
             if orphan is not None:
-                fut.add_done_callback(lambda f: self._strand.submit(lambda: _run_orphan(f, orphan)))
+                # fn runs (or ran) anyway: the strand is FIFO, so this runs after it;
+                # wait for the release so teardown that follows finds nothing left
+                release = self._strand.submit(lambda: _run_orphan(fut, orphan))
+                await asyncio.shield(asyncio.wrap_future(release))
             raise
 
     @property
