@@ -294,8 +294,11 @@ def cmd_capture(args: argparse.Namespace) -> int:
     from netvirt.cli.capture import capture
 
     async def go(sigs: _Signals) -> int:
-        n = await capture(ns, args.ifname, args.write, count=args.count, seconds=args.seconds)
-        print(f"captured {n} packets to {args.write}", file=sys.stderr)
+        done = await capture(ns, args.ifname, args.write, count=args.count, seconds=args.seconds)
+        print(f"captured {done.packets} packets to {args.write}", file=sys.stderr)
+        if done.ended == "gone":
+            raise EnvironmentProblem(f"capture stopped: interface {args.ifname!r} of node "
+                                     f"{args.node!r} is gone (lab {args.name!r} torn down?)")
         return 0
 
     code = _run_async(args, go)
