@@ -14,7 +14,6 @@ errno, operation, device and namespace.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ipaddress
 import socket
@@ -245,6 +244,24 @@ class Netlink:
             if state is None or state != _nlmsg.BR_STATE_DISABLED or time.monotonic() > deadline:
                 return
             time.sleep(0.0005)
+
+    def wait_ports_enabled(self, timeout: float = 2.0) -> list[str]:
+        """Wait until no bridge port in this namespace is disabled; return those still disabled.
+
+        One dump per poll for the whole namespace (see :meth:`wait_port_enabled`).
+        """
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            disabled = []
+            for raw in self._rtnl.dump(_nlmsg.dump_links(), "dump links"):
+                payload = raw[16:]
+                if _nlmsg.brport_state(payload) == _nlmsg.BR_STATE_DISABLED and _nlmsg.link_is_up(payload):
+                    disabled.append(str(_nlmsg.ifindex_of(payload)))
+            if not disabled or time.monotonic() > deadline:
+                return disabled
+            time.sleep(0.001)
 
     def link_del(self, index: int, *, missing_ok: bool = True) -> None:
         try:

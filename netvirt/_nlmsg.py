@@ -254,6 +254,11 @@ def brport_state(link_payload: bytes) -> int | None:
     return raw[0] if raw else None
 
 
+def link_is_up(payload: bytes) -> bool:
+    """IFF_UP in an RTM_NEWLINK payload (a port set down stays disabled: not waited for)."""
+    return bool(_IFINFOMSG.unpack_from(payload)[3] & IFF_UP)
+
+
 def ifindex_of(payload: bytes) -> int:
     """The ifindex in an RTM_NEWLINK reply's ifinfomsg."""
     index: int = _IFINFOMSG.unpack_from(payload)[2]

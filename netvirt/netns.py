@@ -335,9 +335,12 @@ class Namespace:
         return await self.call(rw)
 
     # -- teardown --------------------------------------------------------
-    async def close(self) -> None:
-        """Close our sockets; delete the namespace if we created it. Safe twice."""
+    async def close(self, *, remove: bool = True) -> None:
+        """Close our sockets; delete the namespace if we created it (unless ``remove``
+        is False: then call :meth:`remove` later). Safe twice."""
         if self._closed:
+            if remove:
+                self.remove()
             return
         self._closed = True
 
@@ -352,7 +355,13 @@ class Namespace:
                 self._fd = -1
 
         await asyncio.shield(asyncio.wrap_future(self._strand.submit(stop)))
+        if remove:
+            self.remove()
+
+    def remove(self) -> None:
+        """Delete the namespace's name if we created it (once; after close)."""
         if self.owned and self._made and self.name:
+            self._made = False
             remove_netns(self.name)
 
     async def __aenter__(self) -> Namespace:

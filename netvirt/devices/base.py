@@ -103,6 +103,10 @@ class Device:
         self.mac = mac.lower() if mac else None
         self.up = up
         self.master = master
+        #: the master's ifindex when the creator knows it (saves a lookup per port)
+        self.master_index: int | None = None
+        #: wait in create() until a bridge port is enabled (a builder settles all at once)
+        self.wait_port = True
         self.alias = alias
         self.ipv6_linklocal = self.default_ipv6_ll if ipv6_linklocal is None else ipv6_linklocal
         self.ifindex = 0
@@ -140,7 +144,7 @@ class Device:
 
     async def _after_create(self) -> None:
         """Runs after configuration: a bridge port waits until the bridge enabled it."""
-        if self.master and self.up:
+        if self.master and self.up and self.wait_port:
             index = self.ifindex
             await self.netns.nl(lambda nl: nl.wait_port_enabled(index))
 
@@ -203,7 +207,7 @@ class Device:
         if self.mac and "mac" not in done:
             attrs["mac"] = self.mac
         if self.master and "master" not in done:
-            attrs["master"] = nl.ifindex(self.master)
+            attrs["master"] = self.master_index or nl.ifindex(self.master)
         if not self.ipv6_linklocal:
             attrs["no_ipv6_ll"] = True
         reqs = []

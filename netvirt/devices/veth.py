@@ -8,7 +8,6 @@ leaves nothing, and deleting either end deletes the pair.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from netvirt import _nlmsg
 from netvirt._netlink import Netlink, Req
@@ -81,7 +80,7 @@ class Veth(Device):
                                      mac=peer.mac, ns_fd=None if same else pns.fileno())
 
         def add(nl: Netlink) -> int:
-            master = nl.ifindex(self.master) if self.master else None
+            master = (self.master_index or nl.ifindex(self.master)) if self.master else None
             msg = _nlmsg.new_link("veth", index=index, up=up_now, data=peer_data, ifname=self.name,
                                   mtu=self.mtu, mac=self.mac, master=master)
             nl.request([Req(msg, "create veth", self.name)])
@@ -98,6 +97,7 @@ class Veth(Device):
         await pns.nl(lambda nl: nl.request(peer._config_reqs(nl, peer_index, peer_done)))
 
     async def _after_create(self) -> None:
+        self.peer.wait_port = self.wait_port
         await super()._after_create()
         await self.peer._after_create()  # the peer end may be a bridge port too
 

@@ -30,6 +30,21 @@ ProgressFn = Callable[[int, int, str], None]
 StepHook = Callable[[int, str], None]
 
 
+def stable_mac(*parts: str) -> str:
+    """A locally administered unicast MAC derived from ``parts`` (same lab, same MAC).
+
+    Bridges get one: a bridge whose MAC was set keeps it as ports come and go,
+    and the kernel then skips rescanning every port for the lowest MAC at each
+    new port (``br_stp_recalculate_bridge_id``), which made a 1000-port build
+    quadratic.
+    """
+    import hashlib
+
+    digest = bytearray(hashlib.sha256("/".join(parts).encode()).digest()[:6])
+    digest[0] = (digest[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in digest)
+
+
 def netns_name(lab: str, node: str) -> str:
     return f"nv-{lab}-{node}"
 
@@ -103,6 +118,7 @@ class Topology:
             await self._phase(self._make_link, list(s.links))
             await self._phase(self._make_children, list(s.nodes.values()))
             await self._phase(self._make_routes, list(s.nodes.values()))
+            await self._phase(self._settle, list(s.nodes.values()))
             await self._start_programs()
         except BaseException:
             await asyncio.shield(self.teardown())
@@ -163,6 +179,8 @@ class Topology:
         )
         if sb.mtu and sb.mtu != (sa.mtu or link.mtu):
             veth.peer.mtu = sb.mtu
+        self._as_port(veth, na)
+        self._as_port(veth.peer, nb)
         await veth.create()
         self._devices.append(veth)
         na.devices[sa.name] = veth
@@ -193,7 +211,14 @@ class Topology:
 
             await node.ns.nl(add)
 
+    async def _settle(self, spec: NodeSpec) -> None:
+        """Wait until the kernel enabled every bridge port of the node (one dump per poll)."""
+        if any(i.kind == "bridge" for i in spec.interfaces.values()):
+            await self.nodes[spec.name].ns.nl(lambda nl: nl.wait_ports_enabled())
+
     async def _start_programs(self) -> None:
+        if not any(i.program for n in self.scenario.nodes.values() for i in n.interfaces.values()):
+            return
         from netvirt.topology.programs import start_program
 
         for spec in self.scenario.nodes.values():
@@ -216,14 +241,23 @@ class Topology:
     def _local_device(self, node: Node, iface: InterfaceSpec) -> Device:
         common = self._common(node, iface)
         if iface.kind == "bridge":
+            if not common["mac"]:
+                common["mac"] = stable_mac(self.lab, node.name, iface.name)
             return Bridge(iface.name, stp=iface.stp, ageing_time=iface.ageing_time,
                           forward_delay=iface.forward_delay, **common)
         cls = Tap if iface.kind == "tap" else Tun
         return cls(iface.name, queues=iface.queues, offload=iface.offload, persist=iface.persist,
                    owner=iface.owner, group=iface.group, **common)
 
+    def _as_port(self, dev: Device, node: Node) -> None:
+        """A bridge port made by the build: master's index known, enabled-wait done by _settle."""
+        dev.wait_port = False
+        if dev.master and dev.master in node.devices:
+            dev.master_index = node.devices[dev.master].ifindex
+
     async def _add(self, node: Node, iface: InterfaceSpec, dev: Device) -> None:
         self._step(f"{iface.kind} {node.name}:{iface.name}")
+        self._as_port(dev, node)
         if node.ns.name is None:
             self._state.record(op="link", netns=None, ifname=iface.name, alias=lab_alias(self.lab))
         await dev.create()
@@ -266,9 +300,16 @@ class Topology:
                     dev.release()
             except Exception as exc:  # keep going: everything else must still go
                 errors.append(exc)
-        results = await asyncio.gather(*(n.ns.close() for n in self.nodes.values()),
+        # close every namespace's sockets first, then remove all the names in one go:
+        # the kernel destroys namespaces released together in one batch (cleanup_net)
+        results = await asyncio.gather(*(n.ns.close(remove=False) for n in self.nodes.values()),
                                        return_exceptions=True)
         errors.extend(r for r in results if isinstance(r, BaseException))
+        for node in self.nodes.values():
+            try:
+                node.ns.remove()
+            except Exception as exc:
+                errors.append(exc)
         from netvirt.topology.down import sweep_host_links
 
         try:
