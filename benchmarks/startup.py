@@ -1,0 +1,71 @@
+"""Start-up time of the command line vs the interpreter's own start.
+
+    python -m benchmarks.startup [--runs 10] [--json] [--smoke]
+
+Wall time, measured from this process around each child (spawn to exit), of
+
+* ``python -c pass`` (the anchor: what any Python command pays),
+* ``python -m netvirt --help`` (target < 0.25 s),
+* ``python -m netvirt validate scenarios/s4-udp-tunnel.yaml`` (target < 0.4 s),
+
+run alternately (pass, help, validate, pass, ...) with this interpreter
+(``sys.executable``, so no pyenv or venv shim is counted), from the repository
+root. Each must exit 0. Needs no root and creates nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from benchmarks.common import REPO, Report, check_args, machine_line, now, parser
+
+COMMANDS = {
+    "python-pass": ["-c", "pass"],
+    "netvirt-help": ["-m", "netvirt", "--help"],
+    "netvirt-validate": ["-m", "netvirt", "validate", "scenarios/s4-udp-tunnel.yaml"],
+}
+TARGETS = {"netvirt-help": "< 0.25", "netvirt-validate": "< 0.4"}
+
+
+def time_once(args: list[str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    env = {**os.environ, "PYTHONPATH": REPO}
+    t0 = now()
+    res = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True)
+    return now() - t0, res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("start-up time of python -m netvirt vs python -c pass", runs=10)
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed rounds first, so the page cache is warm (default 1)")
+    args = p.parse_args(argv)
+    check_args(args)
+    if args.smoke:
+        args.runs, args.warmup = 1, 0
+    rep = Report("startup", json_mode=args.json)
+    rep.log(f"== startup: {args.runs} runs each, {sys.executable}")
+    rep.log(machine_line())
+    for _ in range(args.warmup):
+        for a in COMMANDS.values():
+            time_once(a)
+    times: dict[str, list[float]] = {k: [] for k in COMMANDS}
+    for r in range(1, args.runs + 1):
+        for name, a in COMMANDS.items():
+            t, res = time_once(a)
+            if res.returncode != 0:
+                rep.fail(f"{name} run {r}: exit {res.returncode}: "
+                         f"{res.stderr.decode(errors='replace').strip()[-300:]}")
+                t = float("nan")
+            times[name].append(t)
+    for name, v in times.items():
+        rep.result(f"startup-{name}", "s", v)
+    for name in ("netvirt-help", "netvirt-validate"):
+        rep.ratio(f"{name}/python-pass", f"startup-{name}", "startup-python-pass")
+        rep.target(f"{name} absolute", f"startup-{name}", TARGETS[name])
+    return rep.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
