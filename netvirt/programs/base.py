@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import KernelError, Problem, ScenarioError
-from ..packetio import PacketPort
-from ..packets import VNET_ZERO_HDR, vnet_to_plain
+from ..gso import gso_segment
+from ..packetio import MAX_PACKET, PacketPort
+from ..packets import VNET_HDR_LEN, VNET_ZERO_HDR, Buffer, vnet_to_plain
 
 __all__ = [
     "IPAddress",
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h; not in Python 3.11
 OpenSocket = Callable[[int, int, int], Awaitable[socket.socket]]
 
 
@@ -178,9 +180,29 @@ class TunnelProgram(Program):
     an error on the fd or socket themselves (``EBADF``...) ends :meth:`run`,
     as a :class:`~netvirt.errors.KernelError`.
 
+    Offload (a device opened with ``offload``: IFF_VNET_HDR + TSO): every
+    read starts with a ``virtio_net_hdr`` and may be a GSO super-packet of up
+    to 64 KiB, one read instead of ~45. An all-zero header is stripped and
+    the plain packet goes out. Any other packet (GSO, or a checksum left to
+    "hardware") goes out *with* its header when the wire can carry it
+    (``WIRE_VNET``, the UDP tunnel: the datagram's first byte, the header's
+    flags, is below 0x10 where an IP packet's is 0x4_ or 0x6_, so every
+    datagram says which it is) and fits one datagram (the underlay IP layer
+    fragments and reassembles it); otherwise it is made plain in Python
+    (checksum completed, GSO cut into segments: :func:`~netvirt.gso.gso_segment`).
+    On the way in, a device with a vnet header gets a header-carrying
+    datagram as is (the kernel segments it only if it must forward it) and a
+    plain packet behind a zero header; a device without one gets the plain
+    form. So the two ends need not agree on ``offload``: only the fast case
+    (header on the wire, no Python per byte) needs it on both.
+
     Counters: ``tun_rx``/``tun_tx`` (packets read from / written to the
-    device), ``<wire>_rx``/``<wire>_tx`` (datagrams received / sent),
-    ``rx_foreign`` (not from the remote), ``malformed``, ``dropped``.
+    device; a super-packet is one), ``<wire>_rx``/``<wire>_tx`` (datagrams
+    received / sent), ``rx_foreign`` (not from the remote), ``malformed``,
+    ``dropped``, ``gso_tx`` (super-packets sent whole), ``gso_rx``
+    (super-packets written whole: from the peer, or merged from a run of
+    datagrams by the UDP tunnel), ``segmented`` (super-packets cut in Python),
+    ``max_len`` (longest packet read from the device, vnet header excluded).
     """
 
     BATCH: ClassVar[int] = 64
@@ -188,16 +210,20 @@ class TunnelProgram(Program):
     signals_ready = True  # ready once the underlay socket is bound and watched
     #: Prefix of the underlay counters: "udp" or "ipip".
     wire: ClassVar[str]
+    #: Whether a datagram may carry a device's vnet header (see the class doc).
+    WIRE_VNET: ClassVar[bool] = False
+    #: Largest payload of one underlay send (a bigger super-packet is segmented).
+    max_wire: int = 65507
 
     @staticmethod
     def tunnel_counters(wire: str) -> tuple[str, ...]:
         return ("tun_rx", "tun_tx", f"{wire}_rx", f"{wire}_tx", "rx_foreign", "malformed",
-                "dropped")
+                "dropped", "gso_tx", "gso_rx", "segmented", "max_len")
 
     def __init__(self, ctx: ProgramContext) -> None:
         super().__init__(ctx)
         self._rx_key, self._tx_key = f"{self.wire}_rx", f"{self.wire}_tx"
-        self._buf = bytearray(65536)
+        self._buf = bytearray(MAX_PACKET)
         self._view = memoryview(self._buf)
         self._sock: socket.socket | None = None
         self._done: asyncio.Future[None] | None = None
@@ -222,9 +248,13 @@ class TunnelProgram(Program):
                               else "") from None
         try:
             sock.setblocking(False)
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                with contextlib.suppress(OSError):  # a smaller buffer still works
-                    sock.setsockopt(socket.SOL_SOCKET, option, self.SOCKET_BUFFER)
+            for force, option in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                                  (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+                try:  # FORCE (CAP_NET_ADMIN) ignores net.core.[rw]mem_max
+                    sock.setsockopt(socket.SOL_SOCKET, force, self.SOCKET_BUFFER)
+                except OSError:
+                    with contextlib.suppress(OSError):  # a smaller buffer still works
+                        sock.setsockopt(socket.SOL_SOCKET, option, self.SOCKET_BUFFER)
             sock.bind(address)
         except OSError as exc:
             sock.close()
@@ -239,7 +269,7 @@ class TunnelProgram(Program):
                            detail=f"{detail}; {hint}" if hint else detail)
 
     @abstractmethod
-    def encapsulate(self, sock: socket.socket, packet: bytes | bytearray | memoryview) -> bool:
+    def encapsulate(self, sock: socket.socket, packet: Buffer) -> bool:
         """Send one device packet to the peer; False if it is not sendable (a drop).
 
         May raise OSError (counted as a drop)."""
@@ -272,6 +302,7 @@ class TunnelProgram(Program):
         if self._done is not None and not self._done.done():
             self._done.set_exception(self._error(exc, op))
 
+    # -- device -> wire ---------------------------------------------------------------
     def _on_device(self) -> None:
         sock = self._sock
         if sock is None:
@@ -281,26 +312,63 @@ class TunnelProgram(Program):
         except OSError as exc:
             self._fail(exc, "read from the device")
             return
-        counters, vnet, send = self.counters, self.port.vnet_hdr, self.encapsulate
+        if not packets:
+            return
+        counters = self.counters
         counters["tun_rx"] += len(packets)
-        sent = 0
+        longest = max(map(len, packets))
+        wire: list[Buffer] = packets  # type: ignore[assignment]  # (list is invariant)
+        if self.port.vnet_hdr:
+            longest -= VNET_HDR_LEN
+            wire = self._for_wire(packets)
+        if longest > counters["max_len"]:
+            counters["max_len"] = longest
+        self.transmit(sock, wire)
+
+    def _for_wire(self, packets: list[bytes]) -> list[Buffer]:
+        """Device packets with vnet headers -> what goes on the wire (see the class doc)."""
+        out: list[Buffer] = []
+        counters, wire_vnet, max_wire = self.counters, self.WIRE_VNET, self.max_wire
         for packet in packets:
-            data = vnet_to_plain(packet) if vnet else packet
+            if packet[:VNET_HDR_LEN] == VNET_ZERO_HDR:
+                out.append(memoryview(packet)[VNET_HDR_LEN:])
+            elif wire_vnet and len(packet) <= max_wire:
+                out.append(packet)
+                if packet[1]:
+                    counters["gso_tx"] += 1
+            elif not packet[1]:
+                plain = vnet_to_plain(packet)
+                if plain is None:
+                    counters["dropped"] += 1
+                else:
+                    out.append(plain)
+            else:
+                segments = gso_segment(packet)
+                if segments is None:
+                    counters["dropped"] += 1
+                else:
+                    counters["segmented"] += 1
+                    out.extend(segments)
+        return out
+
+    def transmit(self, sock: socket.socket, packets: list[Buffer]) -> None:
+        """Send a batch (one :meth:`encapsulate` each); count sends and drops."""
+        sent, send = 0, self.encapsulate
+        for packet in packets:
             try:
-                if data is not None and send(sock, data):
+                if send(sock, packet):
                     sent += 1
-                    continue
             except OSError:
                 pass
-            counters["dropped"] += 1
-        counters[self._tx_key] += sent
+        self.counters[self._tx_key] += sent
+        self.counters["dropped"] += len(packets) - sent
 
+    # -- wire -> device ---------------------------------------------------------------
     def _on_socket(self) -> None:
         sock = self._sock
         if sock is None:
             return
-        counters, view, port = self.counters, self._view, self.port
-        recv, decap, vnet = sock.recvfrom_into, self.decapsulate, port.vnet_hdr
+        view, recv, decap, deliver = self._view, sock.recvfrom_into, self.decapsulate, self.deliver
         received = written = 0
         try:
             for _ in range(self.BATCH):
@@ -310,17 +378,45 @@ class TunnelProgram(Program):
                     break
                 received += 1
                 inner = decap(view[:size], source)
-                if inner is None:
-                    continue
-                if port.write_nowait(VNET_ZERO_HDR + inner if vnet else inner):
-                    written += 1
-                else:
-                    counters["dropped"] += 1
+                if inner is not None:
+                    written += deliver(inner)
         except OSError as exc:
             self._fail(exc, "receive from the underlay")
         finally:
-            counters[self._rx_key] += received
-            counters["tun_tx"] += written
+            self.counters[self._rx_key] += received
+            self.counters["tun_tx"] += written
+
+    def deliver(self, inner: memoryview) -> int:
+        """Write a decapsulated packet (maybe vnet-headed) into the device; packets written.
+
+        The caller counts the result in ``tun_tx``; drops and conversions are counted here.
+        """
+        port, counters = self.port, self.counters
+        if inner[0] >= 0x10:  # a plain IP packet
+            if port.write_nowait(VNET_ZERO_HDR + inner if port.vnet_hdr else inner):
+                return 1
+            counters["dropped"] += 1
+            return 0
+        if port.vnet_hdr:  # a vnet header from the peer's device: the kernel takes it as is
+            if port.write_nowait(inner):
+                if inner[1]:
+                    counters["gso_rx"] += 1
+                return 1
+            counters["dropped"] += 1
+            return 0
+        segments = gso_segment(inner)
+        if segments is None:
+            counters["malformed"] += 1
+            return 0
+        if inner[1]:
+            counters["segmented"] += 1
+        written = 0
+        for segment in segments:
+            if port.write_nowait(segment):
+                written += 1
+            else:
+                counters["dropped"] += 1
+        return written
 
 
 # -- param helpers -------------------------------------------------------------
