@@ -396,7 +396,9 @@ class Rtnl:
         if errors:
             i = min(errors)
             code, detail = errors[i]
-            raise _to_netvirt(code, reqs[i].op, _label(reqs[i].device), self.netns, detail)
+            exc = _to_netvirt(code, reqs[i].op, _label(reqs[i].device), self.netns, detail)
+            exc.batch_index = i  # type: ignore[attr-defined]  # which request of the batch failed
+            raise exc
         return out
 
 

@@ -83,11 +83,13 @@ class Veth(Device):
             master = (self.master_index or nl.ifindex(self.master)) if self.master else None
             msg = _nlmsg.new_link("veth", index=index, up=up_now, data=peer_data, ifname=self.name,
                                   mtu=self.mtu, mac=self.mac, master=master)
-            nl.request([Req(msg, "create veth", self.name)])
-            try:  # configure this end in the same hop
-                nl.request(self._config_reqs(nl, index, done))
-            except BaseException:
-                nl.link_del(index)
+            # create and configure this end in one batch; if a request after the
+            # creation failed, the pair exists: delete it before raising
+            try:
+                nl.request([Req(msg, "create veth", self.name), *self._config_reqs(nl, index, done)])
+            except Exception as exc:
+                if getattr(exc, "batch_index", 0) > 0:
+                    nl.link_del(index)
                 raise
             return index
 
