@@ -155,3 +155,44 @@ class PacketPort:
     async def write(self, packet: bytes | bytearray | memoryview) -> bool:
         """Write one packet (see :meth:`write_nowait`); async for API symmetry."""
         return self.write_nowait(packet)
+
+
+class PacketQueues:
+    """Packet I/O of a device through its open queues (tun, tap, macvtap).
+
+    ``await dev.read()``, ``read_batch()``, ``write()``, ``write_nowait()`` and
+    ``async for packet in dev`` act on the first queue; ``dev.queues`` holds
+    them all (multi-queue tun/tap, extra macvtap opens).
+    """
+
+    name: str
+    queues: list[PacketPort]
+
+    def _close_queues(self) -> None:
+        for q in self.queues:
+            q.close()
+        self.queues = []
+
+    @property
+    def port(self) -> PacketPort:
+        if not self.queues:
+            raise RuntimeError(f"{self.name}: no open queue (not created, closed, or persistent)")
+        return self.queues[0]
+
+    def fileno(self) -> int:
+        return self.port.fileno()
+
+    async def read(self) -> bytes:
+        return await self.port.read()
+
+    async def read_batch(self, batch: int = 64) -> list[bytes]:
+        return await self.port.read_batch(batch)
+
+    async def write(self, packet: bytes | bytearray | memoryview) -> bool:
+        return self.port.write_nowait(packet)
+
+    def write_nowait(self, packet: bytes | bytearray | memoryview) -> bool:
+        return self.port.write_nowait(packet)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.port.__aiter__()

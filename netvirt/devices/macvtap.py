@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 from netvirt._netlink import translate
 from netvirt.devices import _tuntap
 from netvirt.devices.macvlan import Macvlan
 from netvirt.errors import NameTakenError
-from netvirt.packetio import PacketPort
+from netvirt.packetio import PacketPort, PacketQueues
 
 _INDEX_RANGE = (1 << 20, 1 << 30)
 
@@ -33,7 +32,7 @@ def _free_index() -> int:
             return index
 
 
-class Macvtap(Macvlan):
+class Macvtap(PacketQueues, Macvlan):
     kind = "macvtap"
 
     def __init__(self, name: str, *, vnet_hdr: bool = False, **kw: Any) -> None:
@@ -78,34 +77,8 @@ class Macvtap(Macvlan):
         return q
 
     def _release_fds(self) -> None:
-        for q in self.queues:
-            q.close()
-        self.queues = []
+        self._close_queues()
 
     async def _delete(self) -> None:
         self._release_fds()
         await super()._delete()
-
-    @property
-    def port(self) -> PacketPort:
-        if not self.queues:
-            raise RuntimeError(f"{self.name}: not open")
-        return self.queues[0]
-
-    def fileno(self) -> int:
-        return self.port.fileno()
-
-    async def read(self) -> bytes:
-        return await self.port.read()
-
-    async def read_batch(self, batch: int = 64) -> list[bytes]:
-        return await self.port.read_batch(batch)
-
-    async def write(self, packet: bytes | bytearray | memoryview) -> bool:
-        return self.port.write_nowait(packet)
-
-    def write_nowait(self, packet: bytes | bytearray | memoryview) -> bool:
-        return self.port.write_nowait(packet)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.port.__aiter__()

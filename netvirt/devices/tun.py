@@ -9,16 +9,15 @@ qemu: netvirt then closes its fds and deletes the device by netlink.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from netvirt._netlink import Netlink
 from netvirt.devices import _tuntap
 from netvirt.devices.base import Device
-from netvirt.packetio import Framing, PacketPort
+from netvirt.packetio import Framing, PacketPort, PacketQueues
 
 
-class Tun(Device):
+class Tun(PacketQueues, Device):
     """A TUN device (IP packets, IFF_NO_PI). ``queues`` > 1 gives multi-queue."""
 
     kind = "tun"
@@ -87,40 +86,10 @@ class Tun(Device):
     def _release_fds(self) -> None:
         self._close_queues()
 
-    def _close_queues(self) -> None:
-        for q in self.queues:
-            q.close()
-        self.queues = []
-
     async def _delete(self) -> None:
         self._close_queues()  # a non-persistent device vanishes with its last fd
         if self.persist:
             await super()._delete()
-
-    # -- packet I/O on the first queue ---------------------------------------
-    @property
-    def port(self) -> PacketPort:
-        if not self.queues:
-            raise RuntimeError(f"{self.name}: no open queue (not created, closed, or persistent)")
-        return self.queues[0]
-
-    def fileno(self) -> int:
-        return self.port.fileno()
-
-    async def read(self) -> bytes:
-        return await self.port.read()
-
-    async def read_batch(self, batch: int = 64) -> list[bytes]:
-        return await self.port.read_batch(batch)
-
-    async def write(self, packet: bytes | bytearray | memoryview) -> bool:
-        return self.port.write_nowait(packet)
-
-    def write_nowait(self, packet: bytes | bytearray | memoryview) -> bool:
-        return self.port.write_nowait(packet)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.port.__aiter__()
 
     def set_queue_enabled(self, queue: int, enabled: bool) -> None:
         """Detach (False) or re-attach (True) one queue from the flow spreading."""
