@@ -1,15 +1,17 @@
 """The netlink seam: the only module that imports pyroute2.
 
-Each :class:`Netlink` wraps one synchronous ``pyroute2.IPRoute`` socket and
-is used only on the worker thread of the namespace it was opened in (see
-``netvirt.netns``). Running the sync API on plain threads is what makes
-netvirt work when the program's event loop is uvloop: pyroute2's asyncio API
-cannot open AF_NETLINK endpoints on uvloop (svinota/pyroute2#1335), and its
-sync API runs a private selector loop per socket, which we pin to a plain
-``SelectorEventLoop`` so an installed uvloop policy cannot leak in.
+:class:`Rtnl` is a raw NETLINK_ROUTE socket opened inside one namespace; it
+sends batches of requests encoded by ``netvirt._nlmsg`` in one ``sendmsg``
+and matches the answers by sequence number. :class:`Netlink` offers the
+operations devices need on top of it (pyroute2-style keyword arguments) and
+decodes dumps with pyroute2's message classes. Both are used on the
+namespace's strand (``netvirt.netns``), never on the event loop's thread,
+which is also why netvirt works under uvloop, where pyroute2's own asyncio
+API cannot (svinota/pyroute2#1335). Why not pyroute2's IPRoute: README,
+"Changelog and deviations".
 
-Every pyroute2 error is translated here, once, into the netvirt tree with
-errno, operation, device and namespace.
+Netlink and OS errors are translated here, once, into the netvirt tree with
+errno, operation, device, namespace and the kernel's extended-ack text.
 """
 
 from __future__ import annotations
@@ -27,9 +29,6 @@ from pyroute2 import NetlinkError as _PrNetlinkError
 
 from netvirt import _nlmsg
 from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError, UnsupportedError
-
-IFA_F_NODAD = 0x02
-IN6_ADDR_GEN_MODE_NONE = 1
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ process exit code the CLI uses for it (SPEC.md section 3)::
     │   └── NoSuchObjectError                 ENOENT/ENODEV: namespace or link missing
     └── StepFailed                    exit 1  a scenario check failed
 
-pyroute2's ``NetlinkError`` and raw ``OSError`` from ioctls are translated
-into this tree at exactly one seam each (``netvirt._netlink`` and
-``netvirt.devices._tuntap``); nothing else catches library errors.
+Netlink errors are translated into this tree in ``netvirt._netlink`` (the
+seam), ioctl errors through its ``translate()`` helper; the few other places
+that turn an ``OSError`` into a netvirt error (namespace mounts, sysctls, the
+capture socket, program sockets) add what only they know: the path or key.
 """
 
 from __future__ import annotations

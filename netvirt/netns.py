@@ -15,9 +15,9 @@ what ``ip netns add`` does, without a fork and without a thread of its own.
 The event loop's thread never switches namespace (STYLE.md); the fds the
 calls return are driven from it.
 
-Each namespace keeps a raw rtnetlink socket opened inside it (``Rtnl``: the
-lean, batched build path) and, on demand, a pyroute2 socket (``Netlink``:
-dumps, lookups, FDB). A namespace lives as long as anything references it:
+Each namespace opens a raw rtnetlink socket inside it for a burst of calls
+(``Rtnl``, wrapped by ``Netlink`` for dumps, lookups, FDB) and closes it
+when its strand goes idle. A namespace lives as long as anything references it:
 its bind mount, and every fd opened inside. :meth:`Namespace.close` closes
 its sockets and, for a namespace we created, unmounts and unlinks the name;
 devices must be closed first.
@@ -34,14 +34,15 @@ import socket
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from netvirt import _sys
+from netvirt._aio import complete, unwind
 from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError, NotRootError
 
 if TYPE_CHECKING:
-    from netvirt._netlink import Netlink, Req, Rtnl
+    from netvirt._netlink import Netlink, Rtnl
 
 T = TypeVar("T")
 
@@ -201,10 +202,10 @@ class Namespace:
         ns = cls(name, owned=True)
         try:
             await ns.call(ns._create_here)
-        except BaseException:
+        except BaseException as exc:
             # also on cancellation: the strand may still finish creating; close()
             # queues behind it and removes the name only if we made it
-            await asyncio.shield(ns.close())
+            await unwind(exc, ns.close())
             raise
         return ns
 
@@ -217,8 +218,8 @@ class Namespace:
         ns = cls(name, owned=False)
         try:
             await ns.call(ns._enter_here)
-        except BaseException:
-            await asyncio.shield(ns.close())
+        except BaseException as exc:
+            await unwind(exc, ns.close())
             raise
         return ns
 
@@ -247,7 +248,11 @@ class Namespace:
 
     def _create_here(self) -> None:
         assert self.name is not None
-        _prepare_netns_dir()
+        try:
+            _prepare_netns_dir()
+        except OSError as exc:
+            raise KernelError(exc.errno or 0, f"prepare {NETNS_DIR}", netns=self.name,
+                              detail=f"{exc.strerror} (is this a container without mount rights?)") from exc
         path = netns_path(self.name)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
@@ -302,7 +307,7 @@ class Namespace:
                 # fn runs (or ran) anyway: the strand is FIFO, so this runs after it;
                 # wait for the release so teardown that follows finds nothing left
                 release = self._strand.submit(lambda: _run_orphan(fut, orphan))
-                await asyncio.shield(asyncio.wrap_future(release))
+                await complete(asyncio.wrap_future(release))
             raise
 
     @property
@@ -318,10 +323,6 @@ class Namespace:
 
             self._rtnl = Rtnl(self.name)
         return self._rtnl
-
-    async def request(self, reqs: Sequence[Req]) -> list[bytes | None]:
-        """Send a batch of ``_nlmsg`` requests in this namespace; raise the first error."""
-        return await self.call(lambda: self.rtnl.request(reqs))
 
     @property
     def netlink(self) -> Netlink:
@@ -396,7 +397,7 @@ class Namespace:
 
         done, _ = self._strand.run_if_idle(stop)  # closing fds needs no namespace
         if not done:
-            await asyncio.shield(asyncio.wrap_future(self._strand.submit(stop)))
+            await complete(asyncio.wrap_future(self._strand.submit(stop)))
         if remove:
             self.remove()
 
@@ -410,7 +411,7 @@ class Namespace:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.shield(self.close())
+        await complete(self.close())
 
 
 def _run_orphan(fut: cf.Future[T], orphan: Callable[[T], object]) -> None:

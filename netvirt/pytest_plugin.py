@@ -74,8 +74,14 @@ if pytest_asyncio is not None:
         try:
             yield make
         finally:
-            for topo in reversed(labs):
-                await topo.teardown()
+            errors = []
+            for topo in reversed(labs):  # every lab, even if one teardown fails
+                try:
+                    await topo.teardown()
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
 
     @pytest_asyncio.fixture
     async def netvirt_topology(request: pytest.FixtureRequest, netvirt_lab: LabFactory) -> Any:

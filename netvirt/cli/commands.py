@@ -13,10 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from netvirt.cli import output
+from netvirt._aio import complete
+from netvirt.cli import EXIT_INTERRUPTED, output
 from netvirt.errors import EnvironmentProblem, NoSuchObjectError, UsageError
-
-EXIT_INTERRUPTED = 130
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -137,10 +136,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                 output.built_line(topo, build_s)
             results = await run_steps(topo, on_result=None if args.json else output.step_line)
             if args.keep:
-                await _stay_up(topo)
+                try:
+                    await _stay_up(topo)
+                except asyncio.CancelledError:
+                    if sigs.received is None:
+                        raise
+                    # Ctrl-C or SIGTERM is how a kept lab ends: report the steps' verdict
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    sigs.received = None
         finally:
             t1 = time.perf_counter()
-            await asyncio.shield(topo.teardown())
+            await complete(topo.teardown())
             teardown_s = time.perf_counter() - t1
         ok = all(r.ok for r in results)
         if args.json:
@@ -167,22 +173,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     from netvirt.topology.builder import Topology
 
     async def go(sigs: _Signals) -> int:
-        topo = Topology(scenario, progress=output.Progress())
+        progress = output.Progress()
+        topo = Topology(scenario, progress=progress)
+        built = False
         try:
             t0 = time.perf_counter()
             try:
                 await topo.build()
             finally:
-                topo._progress.done()  # type: ignore[union-attr]
+                progress.done()
+            built = True
             output.built_line(topo, time.perf_counter() - t0)
             await _stay_up(topo)
         except asyncio.CancelledError:
-            if sigs.received is None:
-                raise
+            if sigs.received is None or not built:
+                raise  # interrupted before the lab was up: exit 130
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
-            await asyncio.shield(topo.teardown())
+            await complete(topo.teardown())
             print(f"lab {topo.lab} torn down", file=sys.stderr)
-        return 0
+        return 0  # Ctrl-C / SIGTERM is the normal end of 'up'
 
     return _run_async(args, go)
 

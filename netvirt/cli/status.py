@@ -8,14 +8,20 @@ from typing import Any
 from netvirt.errors import NetvirtError
 from netvirt.netns import Namespace, netns_exists
 from netvirt.topology.builder import netns_name
-from netvirt.topology.state import STATE_ROOT, list_labs, pid_alive, read_info
+from netvirt.topology.state import STATE_ROOT, check_lab_name, lab_alias, list_labs, owner_alive, read_info
 
 
 async def collect(only: str | None = None) -> list[dict[str, Any]]:
     out = []
+    if only:
+        check_lab_name(only)
     for lab in list_labs():
         if only and lab != only:
             continue
+        try:
+            check_lab_name(lab)
+        except NetvirtError:
+            continue  # not a lab's directory
         info = read_info(lab)
         try:
             counters = json.loads((STATE_ROOT / lab / "counters.json").read_text())
@@ -27,7 +33,7 @@ async def collect(only: str | None = None) -> list[dict[str, Any]]:
             ns_name = None if host else netns_name(lab, node)
             nodes.append({"name": node, "netns": ns_name,
                           "interfaces": await _interfaces(lab, node, ns_name, counters)})
-        out.append({"lab": lab, "pid": info.get("pid"), "alive": pid_alive(int(info.get("pid") or 0)),
+        out.append({"lab": lab, "pid": info.get("pid"), "alive": owner_alive(info),
                     "ready": bool(info.get("ready")), "scenario": info.get("scenario"),
                     "nodes": nodes})
     return out
@@ -48,7 +54,7 @@ async def _interfaces(lab: str, node: str, ns_name: str | None,
         links, addrs = await ns.call(read)
     finally:
         await ns.close()
-    tag = f"netvirt:{lab}"
+    tag = lab_alias(lab)
     rows = []
     for li in links:
         if ns_name is None and li.alias != tag:

@@ -2,8 +2,9 @@
 
 Lifecycle contract (trio-style): the constructor does no I/O; ``await
 dev.create()`` or ``async with dev`` creates the kernel object and applies
-the configuration in one hop to the namespace's worker thread; if anything
-after the creation fails, the object is deleted before the error is raised.
+its configuration in batches of netlink requests on the namespace's strand
+(one or two hops per namespace involved); if anything after the creation
+fails, the object is deleted before the first error is raised.
 ``await dev.aclose()`` deletes what this object created (never anything
 else), is safe to call twice, and completes even when the calling task is
 being cancelled.
@@ -11,13 +12,13 @@ being cancelled.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import random
 from collections.abc import Iterable
 from typing import Any, ClassVar, Self
 
 from netvirt import _nlmsg
+from netvirt._aio import complete, unwind
 from netvirt._netlink import LinkInfo, Netlink, Req
 from netvirt.errors import UsageError
 from netvirt.netns import Namespace
@@ -134,8 +135,8 @@ class Device:
             await self._create_link()
             self._created = True
             await self._after_create()
-        except BaseException:
-            await asyncio.shield(self.aclose())
+        except BaseException as exc:
+            await unwind(exc, self.aclose())
             raise
         return self
 
@@ -155,17 +156,15 @@ class Device:
         self._closed = True
         try:
             if self._created:
-                await asyncio.shield(self._delete())
+                await complete(self._delete())
         finally:
             if self._own_ns_handle and self._ns is not None:
-                await asyncio.shield(self._ns.close())
+                await complete(self._ns.close())
 
     async def _delete(self) -> None:
         index = self.ifindex
         if index:
             await self.netns.nl(lambda nl: nl.link_del(index))
-
-    delete = aclose
 
     def release(self) -> None:
         """Close our fds but leave the kernel object: its namespace is being removed."""

@@ -33,11 +33,12 @@ class Macvlan(Device):
 
     async def _create_link(self) -> None:
         ns = self.netns
-        if self._parent_netns_arg is None:  # parent defaults to the child's namespace
-            pns, own = ns, False
-        else:
-            pns, own = await resolve_netns(self._parent_netns_arg)
-        self._parent_ns, self._own_parent_handle = pns, own
+        if self._parent_ns is None:  # once, also when a macvtap retries with another ifindex
+            if self._parent_netns_arg is None:  # parent defaults to the child's namespace
+                self._parent_ns, self._own_parent_handle = ns, False
+            else:
+                self._parent_ns, self._own_parent_handle = await resolve_netns(self._parent_netns_arg)
+        pns = self._parent_ns
         attrs: dict[str, Any] = {**self._link_attrs(), **self._extra_attrs(),
                                  f"{self.kind}_mode": self.mode}
         moved = pns is not ns and pns.name != ns.name

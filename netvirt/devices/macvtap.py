@@ -12,6 +12,7 @@ asked for we switch it off and exchange plain Ethernet frames.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from netvirt._netlink import translate
 from netvirt.devices import _tuntap
 from netvirt.devices.macvlan import Macvlan
-from netvirt.errors import NameTakenError
+from netvirt.errors import KernelError
 from netvirt.packetio import PacketPort, PacketQueues
 
 _INDEX_RANGE = (1 << 20, 1 << 30)
@@ -53,10 +54,10 @@ class Macvtap(PacketQueues, Macvlan):
             try:
                 await super()._create_link()
                 break
-            except NameTakenError:
-                if self._created or attempt == 2:
+            except KernelError as exc:  # EBUSY: that explicit ifindex is taken there
+                if exc.errno != errno.EBUSY or self._created or attempt == 2:
                     raise
-                self._index = _free_index()  # maybe the ifindex was taken there: draw again
+                self._index = _free_index()
         self.queues = [self._open_queue()]
 
     def _open_queue(self) -> PacketPort:

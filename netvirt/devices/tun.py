@@ -58,13 +58,13 @@ class Tun(PacketQueues, Device):
                     _tuntap.make_persistent(fds[0], self.name, owner=self.owner,
                                             group=self.group, netns=ns.name)
                 self.ifindex = nl.ifindex(self.name)
-                if self.alias or self.mtu or self.mac:
-                    nl.link_set(self.ifindex, **self._link_attrs())
             except BaseException:
                 for fd in fds:
                     os.close(fd)
-                if self.persist and self.ifindex:
-                    nl.link_del(self.ifindex)
+                if self.persist:  # it outlives its fds: delete it (by name if need be)
+                    index = self.ifindex or nl.find(self.name)
+                    if index:
+                        nl.link_del(index)
                 raise
             return fds
 
@@ -81,7 +81,7 @@ class Tun(PacketQueues, Device):
         if self.persist:  # left for an external program: drop our queues
             self._close_queues()
         index = self.ifindex
-        await ns.nl(lambda nl: self._configure(nl, index))
+        await ns.nl(lambda nl: self._configure(nl, index, in_add=False))  # mtu, mac, alias: one batch
 
     def _release_fds(self) -> None:
         self._close_queues()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import socket
 from abc import ABC, abstractmethod
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import KernelError, Problem, ScenarioError
+from ..errors import KernelError, NetvirtError, Problem, ScenarioError
 from ..gso import gso_segment
 from ..packetio import MAX_PACKET, PacketPort
 from ..packets import VNET_HDR_LEN, VNET_ZERO_HDR, Buffer, vnet_to_plain
@@ -128,9 +129,16 @@ class Program(ABC):
         finally:
             ready.cancel()
         if task.done():
-            task.result()  # raises the program's error
+            try:
+                task.result()  # raises the program's error
+            except NetvirtError:
+                raise
+            except Exception as exc:  # user code: say which program failed, and how
+                raise NetvirtError(f"program on {self.ctx.device_name or '?'} failed as it started: "
+                                   f"{type(exc).__name__}: {exc}") from exc
         if not self._ready.is_set():
-            raise TimeoutError(f"{self!r} did not become ready in {timeout} s")
+            raise KernelError(errno.ETIMEDOUT, "start program", device=self.ctx.device_name or None,
+                              detail=f"{self!r} did not become ready in {timeout} s")
 
     def start(self) -> asyncio.Task[None]:
         """Run :meth:`run` as a task (once) and return it."""

@@ -101,6 +101,9 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
         _macvlan(ck, at, f, node)
     if at.has("program") and kind in PROGRAM_KINDS:
         f["program"] = check_program(ck, at.key("program"))
+        if isinstance(at.value, dict) and at.value.get("persist") is True:
+            ck.add(at.key("program"), "a persistent tun/tap is left to an external program (such as "
+                                      "qemu): netvirt cannot run a program on it too; drop persist or program")
     return d
 
 

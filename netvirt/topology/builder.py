@@ -1,7 +1,7 @@
 """The live topology: builds a Scenario into namespaces and devices, then tears it down.
 
-Build order (each phase runs its nodes concurrently, each node on its own
-namespace thread): namespaces -> sysctls, bridges, tun/tap -> veth links ->
+Build order (each phase runs its items concurrently, each namespace's work on
+its own strand, see ``netvirt.netns``): namespaces -> sysctls, bridges, tun/tap -> veth links ->
 macvlan/macvtap -> routes -> programs. Every object is journalled before it
 is created (``state.py``) and registered for cleanup the moment it exists.
 On any failure, Ctrl-C, SIGTERM or cancellation the build unwinds: programs
@@ -19,6 +19,7 @@ import resource
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from netvirt._aio import unwind
 from netvirt.devices import Bridge, Device, Macvlan, Macvtap, Tap, Tun, Veth
 from netvirt.netns import Namespace, netns_path, require_root
 from netvirt.topology.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario
@@ -120,8 +121,8 @@ class Topology:
             await self._phase(self._make_routes, list(s.nodes.values()))
             await self._phase(self._settle, list(s.nodes.values()))
             await self._start_programs()
-        except BaseException:
-            await asyncio.shield(self.teardown())
+        except BaseException as exc:
+            await unwind(exc, self.teardown())
             raise
         self._built = True
 
@@ -202,7 +203,7 @@ class Topology:
         node = self.nodes[spec.name]
         for route in spec.routes:
             self._step(f"route {spec.name} {route.to}")
-            dst = "default" if route.to.prefixlen == 0 else str(route.to)
+            dst = str(route.to)  # 0.0.0.0/0 or ::/0 keeps its family
             via = str(route.via) if route.via else None
             dev = route.dev
 
@@ -321,7 +322,11 @@ class Topology:
         from netvirt.topology.down import remove_journalled_netns
 
         if self._state.claimed:  # never another process's record of the same lab name
-            remove_journalled_netns(self.lab, self._state.root)
-            self._state.release()
+            try:
+                remove_journalled_netns(self.lab, self._state.root)
+            except Exception as exc:
+                errors.append(exc)
+            if not errors:  # else keep the record: 'netvirt down' finds the rest from it
+                self._state.release()
         if errors:
             raise errors[0]

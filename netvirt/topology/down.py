@@ -9,7 +9,7 @@ from pathlib import Path
 
 from netvirt.errors import NoSuchObjectError
 from netvirt.netns import Namespace, netns_path, remove_netns
-from netvirt.topology.state import STATE_ROOT, LabState, read_journal, stop_owner
+from netvirt.topology.state import STATE_ROOT, LabState, lab_dir, read_journal, stop_owner
 
 
 @dataclass
@@ -23,8 +23,17 @@ class DownReport:
 
 
 def remove_journalled_netns(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
-    """Remove each namespace the journal says this lab created, if it is still that one."""
-    for entry in reversed(list(read_journal(lab, root))):
+    """Remove each namespace the journal says this lab created, if it is still that one.
+
+    A namespace whose creation was cut short (an intent with no "done" record)
+    is removed only if it never got mounted (the empty file ``O_EXCL`` made);
+    a mounted one cannot be proven ours and is reported, not touched.
+    """
+    entries = list(read_journal(lab, root))
+    done = {e.get("name") for e in entries if e.get("op") == "netns-done"}
+    for entry in reversed(entries):
+        if entry.get("op") == "netns" and entry.get("name") not in done:
+            _cut_short(entry["name"], report)
         if entry.get("op") != "netns-done":
             continue
         name = entry["name"]
@@ -38,6 +47,21 @@ def remove_journalled_netns(lab: str, root: Path = STATE_ROOT, report: DownRepor
             continue
         if remove_netns(name) and report:
             report.namespaces.append(name)
+
+
+def _cut_short(name: str, report: DownReport | None) -> None:
+    path = netns_path(name)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not os.path.ismount(path) and st.st_size == 0:
+        os.unlink(path)  # O_EXCL made it, the bind mount never happened
+        if report:
+            report.namespaces.append(name)
+    elif report:
+        report.skipped.append(f"namespace {name} (its creation was interrupted, so it cannot be "
+                              f"proven this lab's: 'ip netns del {name}' removes it if it is)")
 
 
 async def sweep_host_links(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
@@ -73,11 +97,11 @@ async def sweep_host_links(lab: str, root: Path = STATE_ROOT, report: DownReport
 async def down_lab(lab: str, root: Path = STATE_ROOT) -> DownReport:
     """Stop the lab's process if alive (it tears down itself), then clean what remains."""
     report = DownReport(lab)
-    if not (root / lab).is_dir():
+    if not lab_dir(lab, root).is_dir():
         report.found = False
         return report
     report.stopped_pid = stop_owner(lab, root)
-    if (root / lab).is_dir():
+    if lab_dir(lab, root).is_dir():
         await sweep_host_links(lab, root, report)
         remove_journalled_netns(lab, root, report)
         LabState(lab, root=root).release()

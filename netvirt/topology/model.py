@@ -173,7 +173,9 @@ class Scenario:
 
     def with_name(self, name: str) -> Scenario:
         """The same scenario under another lab name (e.g. a unique one per test)."""
-        return replace(self, name=name)
+        from netvirt.topology.state import check_lab_name
+
+        return replace(self, name=check_lab_name(name))
 
     def interface(self, ep: Endpoint) -> InterfaceSpec:
         """The interface at ``ep``; ``KeyError`` naming it when there is none."""

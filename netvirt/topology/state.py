@@ -26,9 +26,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netvirt.errors import NameTakenError
+from netvirt.errors import NameTakenError, UsageError
 
 STATE_ROOT = Path(os.environ.get("NETVIRT_STATE_DIR", "/run/netvirt"))
+
+
+def check_lab_name(lab: str) -> str:
+    """``lab`` if it is a valid lab name, else UsageError.
+
+    Every path under the state root is built from a lab name: an unchecked
+    one ("", ".", "/x") would point ``down`` at another directory.
+    """
+    from netvirt.topology._checks import name_problem
+
+    problem = name_problem(lab, "lab name")
+    if problem:
+        raise UsageError(problem)
+    return lab
+
+
+def lab_dir(lab: str, root: Path = STATE_ROOT) -> Path:
+    return root / check_lab_name(lab)
 
 
 def lab_alias(lab: str) -> str:
@@ -50,6 +68,24 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def process_start(pid: int) -> int | None:
+    """A process's start time (clock ticks after boot, /proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner_alive(info: dict[str, Any]) -> bool:
+    """Whether the process recorded in ``info`` is still that process (pids get reused)."""
+    pid = int(info.get("pid") or 0)
+    if not pid or not pid_alive(pid):
+        return False
+    recorded = info.get("pid_start")
+    return recorded is None or process_start(pid) == recorded
+
+
 @dataclass
 class LabState:
     lab: str
@@ -58,9 +94,12 @@ class LabState:
     claimed: bool = False  # this object created the lab's directory (and so may remove it)
     _journal: Any = None
 
+    def __post_init__(self) -> None:
+        check_lab_name(self.lab)
+
     @property
     def dir(self) -> Path:
-        return self.root / self.lab
+        return lab_dir(self.lab, self.root)
 
     # -- writing (the building process) ------------------------------------
     def claim(self, *, scenario: str | None, detail: dict[str, Any] | None = None) -> None:
@@ -71,7 +110,7 @@ class LabState:
         except FileExistsError:
             other = read_info(self.lab, self.root)
             pid = int(other.get("pid", 0))
-            if pid and pid_alive(pid):
+            if owner_alive(other):
                 raise NameTakenError(
                     f"lab {self.lab!r} is already running (pid {pid}); "
                     f"stop it with 'netvirt down {self.lab}' or use another lab name"
@@ -81,7 +120,8 @@ class LabState:
                 f"run 'netvirt down {self.lab}' first"
             ) from None
         self.claimed = True
-        self.info = {"lab": self.lab, "pid": os.getpid(), "scenario": scenario,
+        self.info = {"lab": self.lab, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                     "scenario": scenario,
                      "started": time.time(), **(detail or {})}
         self.write_info()
         self._journal = open(self.dir / "journal.jsonl", "a", buffering=1)  # noqa: SIM115 (closed by release)
@@ -104,7 +144,7 @@ class LabState:
 
 def read_info(lab: str, root: Path = STATE_ROOT) -> dict[str, Any]:
     try:
-        data: dict[str, Any] = json.loads((root / lab / "lab.json").read_text())
+        data: dict[str, Any] = json.loads((lab_dir(lab, root) / "lab.json").read_text())
         return data
     except (OSError, ValueError):
         return {}
@@ -112,7 +152,7 @@ def read_info(lab: str, root: Path = STATE_ROOT) -> dict[str, Any]:
 
 def read_journal(lab: str, root: Path = STATE_ROOT) -> Iterator[dict[str, Any]]:
     try:
-        lines = (root / lab / "journal.jsonl").read_text().splitlines()
+        lines = (lab_dir(lab, root) / "journal.jsonl").read_text().splitlines()
     except OSError:
         return
     for line in lines:
@@ -128,14 +168,23 @@ def list_labs(root: Path = STATE_ROOT) -> list[str]:
 
 
 def stop_owner(lab: str, root: Path = STATE_ROOT, timeout: float = 10.0) -> bool:
-    """SIGTERM the live process that owns ``lab`` and wait for it. True if one was stopped."""
-    pid = int(read_info(lab, root).get("pid", 0))
-    if not pid or pid == os.getpid() or not pid_alive(pid):
+    """SIGTERM the live process that owns ``lab`` and wait for it. True if one was stopped.
+
+    Only the recorded process is signalled (same pid *and* start time: after a
+    kill -9 the pid may belong to someone else by now). If it does not exit in
+    time, EnvironmentProblem: its lab is not touched under its feet.
+    """
+    info = read_info(lab, root)
+    pid = int(info.get("pid") or 0)
+    if not pid or pid == os.getpid() or not owner_alive(info):
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
+        if not owner_alive(info):
             return True
         time.sleep(0.05)
-    return False
+    from netvirt.errors import EnvironmentProblem
+
+    raise EnvironmentProblem(f"lab {lab!r}: its process {pid} did not stop within {timeout:.0f} s "
+                             f"after SIGTERM; nothing was removed (try again, or stop pid {pid})")

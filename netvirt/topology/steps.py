@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from netvirt.errors import NetvirtError
 from netvirt.packets import checksum
 from netvirt.topology.builder import Topology
 from netvirt.topology.model import StepSpec
@@ -63,7 +64,7 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
         ok = True
     except _Fail as exc:
         ok, detail = False, str(exc)
-    except OSError as exc:
+    except (OSError, NetvirtError, KeyError) as exc:  # a failed check, not an aborted run
         ok, detail = False, f"{type(exc).__name__}: {exc}"
     return StepResult(index, step.kind, title, ok, detail, time.perf_counter() - t0)
 
@@ -168,10 +169,11 @@ async def _connect(topo: Topology, p: dict[str, Any]) -> str:
     loop = asyncio.get_running_loop()
     stype = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     lsock = await server.socket(fam, stype)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind((addr, port))
-    csock = await client.socket(fam, stype)
+    csock: socket.socket | None = None
     try:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind((addr, port))
+        csock = await client.socket(fam, stype)
         if proto == "tcp":
             lsock.listen(4)
             srv = asyncio.ensure_future(_tcp_echo_once(loop, lsock))
@@ -194,7 +196,8 @@ async def _connect(topo: Topology, p: dict[str, Any]) -> str:
         ok, detail = False, f"{type(exc).__name__}: {exc}" if str(exc) else "timed out"
     finally:
         lsock.close()
-        csock.close()
+        if csock is not None:
+            csock.close()
     if p["expect"] == "success" and not ok:
         raise _Fail(detail)
     if p["expect"] == "failure" and ok:
@@ -216,13 +219,18 @@ async def _tcp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst:
                       payload: bytes) -> bytes:
     await loop.sock_connect(sock, dst)
     send = asyncio.ensure_future(loop.sock_sendall(sock, payload))
-    buf = bytearray()
-    while len(buf) < len(payload):
-        data = await loop.sock_recv(sock, 65536)
-        if not data:
-            break
-        buf += data
-    await send
+    try:
+        buf = bytearray()
+        while len(buf) < len(payload):
+            data = await loop.sock_recv(sock, 65536)
+            if not data:
+                break
+            buf += data
+        await send
+    finally:
+        if not send.done():  # timed out: stop writing before the socket is closed
+            send.cancel()
+            await asyncio.gather(send, return_exceptions=True)
     return bytes(buf)
 
 

@@ -111,6 +111,13 @@ class _Validator:
                 if len(hosts) > 1:
                     ck.add(node.key("host"), f"only one node may be the host namespace; "
                                              f"{hosts[0]!r} is already")
+                # a lab must leave the machine as it found it: netvirt deletes the links it
+                # makes there, but will not change (and have to restore) its routes or sysctls
+                for key in ("routes", "sysctls"):
+                    if node.value.get(key):
+                        ck.add(node.key(key), f"a host node cannot set {key}: they would change the "
+                                              "machine's own namespace beyond the lab; put them in a "
+                                              "node of the lab")
             self._interfaces(name, node.key("interfaces"))
 
     def _interfaces(self, node: str, at: At) -> None:
