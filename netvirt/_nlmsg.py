@@ -254,9 +254,16 @@ def brport_state(link_payload: bytes) -> int | None:
     return raw[0] if raw else None
 
 
+IFF_LOWER_UP = 0x10000
+
+
 def link_is_up(payload: bytes) -> bool:
-    """IFF_UP in an RTM_NEWLINK payload (a port set down stays disabled: not waited for)."""
-    return bool(_IFINFOMSG.unpack_from(payload)[3] & IFF_UP)
+    """IFF_UP and carrier in an RTM_NEWLINK payload.
+
+    A port that is down, or whose veth peer is down, stays disabled: not waited for.
+    """
+    flags = _IFINFOMSG.unpack_from(payload)[3]
+    return bool(flags & IFF_UP and flags & IFF_LOWER_UP)
 
 
 def ifindex_of(payload: bytes) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from netvirt import _nlmsg
 from netvirt._netlink import Netlink
 from netvirt.devices.base import Device, NetnsArg, fresh_ifindex, resolve_netns
 from netvirt.errors import UsageError
 from netvirt.netns import Namespace
 
-MODES = ("private", "vepa", "bridge", "passthru", "source")
+MODES = tuple(_nlmsg.MACVLAN_MODES)
 
 
 class Macvlan(Device):
