@@ -161,9 +161,6 @@ class Netlink:
         self._rtnl = rtnl
         self.netns = rtnl.netns
 
-    def close(self) -> None:
-        """The socket belongs to the namespace's Rtnl: nothing to close here."""
-
     def request(self, reqs: Sequence[Req]) -> list[bytes | None]:
         """A batch of ``_nlmsg`` requests in one send (see ``Rtnl.request``)."""
         return self._rtnl.request(reqs)
@@ -268,11 +265,6 @@ class Netlink:
         except NoSuchObjectError:
             if not missing_ok:
                 raise
-
-    def no_ipv6_linklocal(self, index: int) -> None:
-        """addrgenmode none: no link-local address, so no stray IPv6 RS/DAD packets."""
-        self._one(_nlmsg.set_link(index=index, no_ipv6_ll=True), "set addrgenmode none",
-                  self._name_of(index))
 
     # -- addresses and routes ----------------------------------------------
     def addr_add(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:

@@ -386,10 +386,9 @@ class Namespace:
         self._closed = True
 
         def stop() -> None:
-            for sock in (self._nl, self._rtnl):
-                if sock is not None:
-                    with contextlib.suppress(Exception):
-                        sock.close()
+            if self._rtnl is not None:  # _nl only wraps it
+                with contextlib.suppress(Exception):
+                    self._rtnl.close()
             self._nl = self._rtnl = None
             if self._fd >= 0:
                 os.close(self._fd)

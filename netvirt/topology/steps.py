@@ -177,18 +177,15 @@ async def _connect(topo: Topology, p: dict[str, Any]) -> str:
         if proto == "tcp":
             lsock.listen(4)
             srv = asyncio.ensure_future(_tcp_echo_once(loop, lsock))
-            try:
-                echoed = await asyncio.wait_for(_tcp_client(loop, csock, (addr, port), payload), p["timeout"])
-            finally:
-                srv.cancel()
-                await asyncio.gather(srv, return_exceptions=True)
+            talk = _tcp_client(loop, csock, (addr, port), payload)
         else:
             srv = asyncio.ensure_future(_udp_echo(loop, lsock))
-            try:
-                echoed = await asyncio.wait_for(_udp_client(loop, csock, (addr, port), payload), p["timeout"])
-            finally:
-                srv.cancel()
-                await asyncio.gather(srv, return_exceptions=True)
+            talk = _udp_client(loop, csock, (addr, port), payload)
+        try:
+            echoed = await asyncio.wait_for(talk, p["timeout"])
+        finally:
+            srv.cancel()
+            await asyncio.gather(srv, return_exceptions=True)
         ok = echoed == payload
         detail = f"{len(echoed)}/{len(payload)} bytes echoed intact" if ok else \
             f"echo differs: got {len(echoed)} of {len(payload)} bytes"
