@@ -22,6 +22,7 @@ from typing import Any
 from netvirt._aio import unwind
 from netvirt.devices import Bridge, Device, Macvlan, Macvtap, Tap, Tun, Veth
 from netvirt.netns import Namespace, netns_path, require_root
+from netvirt.procs import NodeView, ProcessError, close_lab_cgroup, open_lab_cgroup
 from netvirt.topology.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario
 from netvirt.topology.node import Node
 from netvirt.topology.state import STATE_ROOT, LabState, lab_alias
@@ -82,6 +83,7 @@ class Topology:
         self._total = 0
         self._built = False
         self._torn_down = False
+        self._cgroup: Any = None
 
     def __repr__(self) -> str:
         return f"<Topology {self.lab} nodes={len(self.nodes)}>"
@@ -114,6 +116,7 @@ class Topology:
         self._state.claim(scenario=s.source, detail={
             "nodes": sorted(s.nodes), "host_nodes": sorted(n for n, spec in s.nodes.items() if spec.host)})
         try:
+            self._cgroup = open_lab_cgroup(self.lab, self._state.record)  # every process of the lab
             await self._phase(self._make_node, list(s.nodes.values()))
             await self._phase(self._make_local, list(s.nodes.values()))
             await self._phase(self._make_link, list(s.links))
@@ -152,7 +155,8 @@ class Topology:
             self._state.record(op="netns", name=name)
             ns = await Namespace.create(name)
             self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
-        self.nodes[spec.name] = Node(spec.name, ns)
+        self.nodes[spec.name] = Node(spec.name, ns, view=NodeView(ns.name, cgroup_parent=self._cgroup),
+                                     journal=self._state.record)
 
     async def _make_local(self, spec: NodeSpec) -> None:
         node = self.nodes[spec.name]
@@ -293,6 +297,13 @@ class Topology:
         for task in self._tasks.values():
             with contextlib.suppress(BaseException):
                 await task
+        try:  # processes go before the namespaces they live in
+            await asyncio.gather(*(n.stop_jobs() for n in self.nodes.values()))
+            report = await close_lab_cgroup(self._cgroup)
+            if report.left:
+                errors.append(ProcessError(f"processes {report.left} of lab {self.lab!r} survived SIGKILL"))
+        except Exception as exc:
+            errors.append(exc)
         for dev in reversed(self._devices):
             try:
                 if dev.netns.name is None:  # host namespace: delete what we made there

@@ -19,6 +19,7 @@ class DownReport:
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    processes: list[str] = field(default_factory=list)
     found: bool = True
 
 
@@ -102,6 +103,11 @@ async def down_lab(lab: str, root: Path = STATE_ROOT) -> DownReport:
         return report
     report.stopped_pid = stop_owner(lab, root)
     if lab_dir(lab, root).is_dir():
+        from netvirt.procs import stop_journaled
+
+        procs = stop_journaled(read_journal(lab, root))  # before their namespaces go
+        report.processes = procs.stopped
+        report.skipped += [f"process {pid} (still alive after SIGKILL)" for pid in procs.left]
         await sweep_host_links(lab, root, report)
         remove_journalled_netns(lab, root, report)
         LabState(lab, root=root).release()

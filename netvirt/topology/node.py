@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any
 
 from netvirt.devices import Device
 from netvirt.netns import Namespace
+from netvirt.procs.launch import Journal, Process
+from netvirt.procs.view import NodeView
 
 
 @dataclass(frozen=True)
@@ -19,24 +19,33 @@ class ExecResult:
     stderr: str
 
 
-def exec_argv(netns: str | None, argv: list[str]) -> list[str]:
-    """The command line that runs ``argv`` inside ``netns`` as ``ip netns exec`` does.
+def exec_argv(netns: str | None, argv: list[str], *, lab: str | None = None) -> list[str]:
+    """The command line that runs ``argv`` inside ``netns`` as processes and exec steps run.
 
-    ``ip netns exec`` also remounts /sys for the namespace and binds the files
-    of /etc/netns/<ns>/, so tools see the node's own interfaces.
+    Like ``ip netns exec``: the node's network namespace, a private mount
+    namespace with the node's own /sys; and the lab's cgroup, so that the
+    lab's teardown stops it with everything it started.
     """
     if netns is None:
         return list(argv)
-    return ["ip", "netns", "exec", netns, *argv]
+    from netvirt.procs import lab_cgroup
+    from netvirt.procs.view import helper_argv
+
+    group = lab_cgroup(lab) if lab else None
+    return helper_argv(NodeView(netns).spec(cgroup=group if group and group.is_dir() else None), argv)
 
 
 class Node:
     """One node of a live topology (see ``Topology.node``)."""
 
-    def __init__(self, name: str, ns: Namespace) -> None:
+    def __init__(self, name: str, ns: Namespace, *, view: NodeView | None = None,
+                 journal: Journal | None = None) -> None:
         self.name = name
         self.ns = ns
         self.devices: dict[str, Device] = {}
+        self.view = view or NodeView(ns.name)  # how processes and exec enter the node
+        self.jobs: list[Process] = []  # what exec'd commands left running, stopped by teardown
+        self._journal = journal
 
     def __repr__(self) -> str:
         return f"<Node {self.name} netns={self.ns.label}>"
@@ -56,22 +65,24 @@ class Node:
 
     async def exec(self, cmd: str | list[str], *, timeout: float | None = 60.0,
                    input: bytes | None = None, env: dict[str, Any] | None = None) -> ExecResult:
-        """Run a command in this node (a string goes through ``sh -c``)."""
+        """Run a command in this node (a string goes through ``sh -c``), as the ``exec`` verb does.
+
+        On timeout or cancellation it is killed with all it forked; jobs it leaves
+        in the background run until teardown (``self.jobs``).
+        """
+        from netvirt.procs import run_command
+
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        proc = await asyncio.create_subprocess_exec(
-            *exec_argv(self.ns.name, argv),
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
-        except BaseException:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            raise
-        return ExecResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+        res = await run_command(self.view, argv, timeout=timeout, input=input,
+                                env={k: str(v) for k, v in (env or {}).items()},
+                                journal=self._journal, jobs=self.jobs, name=f"{self.name}.exec")
+        return ExecResult(res.returncode, res.stdout, res.stderr)
+
+    async def stop_jobs(self) -> None:
+        """Stop what exec'd commands left running in the background."""
+        from netvirt.procs import stop_jobs
+
+        await stop_jobs(self.jobs)
 
     async def sysctl(self, key: str, value: str | int | None = None) -> str:
         return await self.ns.sysctl(key, value)

@@ -1,0 +1,164 @@
+"""What a node's processes see: its network namespace, its ``/etc`` files, its private dirs.
+
+A node's directory (under the lab's state directory) holds::
+
+    etc/            the node's files, laid over the machine's /etc (an overlay per launch)
+    private/N-PATH  one empty directory per ``private:`` path, bind-mounted over it
+    mnt/            a mount point for the per-launch tmpfs (upper layers of the overlays)
+
+Nothing here is mounted in the machine's mount namespace: every mount happens
+in the private mount namespace of a launch (``_enter.py``) and dies with its
+last process. Teardown therefore only removes plain files and directories.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+ENTER = str(Path(__file__).with_name("_enter.py"))
+
+
+def helper_argv(spec: dict[str, Any], argv: Sequence[str]) -> list[str]:
+    """The command line that enters a node as ``spec`` says and then runs ``argv``."""
+    import json
+
+    return [sys.executable, "-I", "-S", ENTER, json.dumps(spec, separators=(",", ":")), *argv]
+
+
+def etc_problem(rel: str) -> str | None:
+    """Why ``rel`` cannot be a ``files:`` key (a path relative to /etc), or None."""
+    p = PurePosixPath(rel)
+    if not rel or p.is_absolute() or ".." in p.parts or "." in p.parts or rel.endswith("/"):
+        return "a file path relative to /etc without '..', e.g. frr/frr.conf"
+    if any(c in rel for c in ",:\\\n\0"):
+        return "a file path without ',', ':', '\\', newlines"
+    return None
+
+
+def private_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a ``private:`` directory, or None."""
+    p = PurePosixPath(path)
+    if not p.is_absolute() or ".." in p.parts or str(p) == "/":
+        return "an absolute directory path other than /, without '..', e.g. /var/run/frr"
+    if any(c in path for c in ",:\\\n\0"):
+        return "a path without ',', ':', '\\', newlines"
+    if str(p) in ("/proc", "/sys", "/dev", "/run/netns", "/etc") or str(p).startswith(("/proc/", "/sys/")):
+        return f"{path} cannot be private (the node needs the machine's own)"
+    return None
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """How to enter one node. ``dir`` None: only its network namespace (no files, no private)."""
+
+    netns: str | None
+    dir: Path | None = None
+    private: tuple[str, ...] = ()
+    cgroup_parent: Path | None = None  # where each launch's cgroup is made
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def etc(self) -> Path | None:
+        return self.dir / "etc" if self.dir else None
+
+    def private_source(self, index: int, target: str) -> Path:
+        assert self.dir is not None
+        return self.dir / "private" / f"{index}{target.replace('/', '_')}"
+
+    def spec(self, *, cgroup: Path | None = None, cwd: str | None = None,
+             env: Mapping[str, str] | None = None, status_fd: int | None = None,
+             mounts: bool = True) -> dict[str, Any]:
+        """The JSON spec ``_enter.py`` reads."""
+        spec: dict[str, Any] = {"netns": f"/run/netns/{self.netns}" if self.netns else None,
+                                "cgroup": str(cgroup) if cgroup else None, "cwd": cwd,
+                                "env": dict(env) if env is not None else None, "status_fd": status_fd,
+                                "mounts": mounts}
+        if self.dir is not None:
+            spec["scratch"] = str(self.dir / "mnt")
+            etc = self.etc
+            if etc is not None and etc.is_dir():
+                spec["etc"] = str(etc)
+            spec["private"] = [[t, str(self.private_source(i, t))] for i, t in enumerate(self.private)]
+        elif self.netns:
+            spec["scratch"] = None
+        return spec
+
+    def host_path(self, path: str) -> str:
+        """Where the machine sees what this node sees at ``path`` (a private dir or /etc file)."""
+        for i, target in enumerate(self.private):
+            if path == target or path.startswith(target.rstrip("/") + "/"):
+                return str(self.private_source(i, target)) + path[len(target):]
+        etc = self.etc
+        if etc is not None and path.startswith("/etc/") and (etc / path[5:]).exists():
+            return str(etc / path[5:])
+        return path
+
+    # -- preparing (the lab's owner, at build) ------------------------------
+    def prepare(self, files: Mapping[str, bytes] | None = None) -> None:
+        """Create the node's directory: its files, its private dirs (owner and mode of the
+        path each covers), the scratch mount point. Raises OSError (with the path)."""
+        assert self.dir is not None
+        self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        (self.dir / "mnt").mkdir(mode=0o700, exist_ok=True)
+        for rel, content in (files or {}).items():
+            self._place(rel, content)
+        for i, target in enumerate(self.private):
+            src = self.private_source(i, target)
+            src.parent.mkdir(mode=0o755, exist_ok=True)
+            src.mkdir(mode=0o755, exist_ok=True)
+            covered = _existing(target)
+            st = os.stat(covered)
+            mode = (st.st_mode & 0o7777) if covered == target else 0o755
+            os.chown(src, st.st_uid, st.st_gid)
+            os.chmod(src, mode)
+
+    def _place(self, rel: str, content: bytes) -> None:
+        etc = self.etc
+        assert etc is not None
+        dest = etc / rel
+        # directories on the way take the owner and mode of the machine's, if it has them
+        parts = PurePosixPath(rel).parts
+        for depth in range(1, len(parts)):
+            d = etc.joinpath(*parts[:depth])
+            if not d.is_dir():
+                d.mkdir(mode=0o755, parents=True)
+                host = Path("/etc").joinpath(*parts[:depth])
+                if host.is_dir():
+                    st = host.stat()
+                    os.chown(d, st.st_uid, st.st_gid)
+                    os.chmod(d, st.st_mode & 0o7777)
+        etc.mkdir(mode=0o755, exist_ok=True)
+        dest.write_bytes(content)
+        host_file = Path("/etc") / rel
+        if host_file.is_file():  # a replacement keeps the owner and mode of what it replaces
+            st = host_file.stat()
+        else:  # a new file: the owner of its directory, readable by all
+            st = dest.parent.stat()
+            os.chmod(dest, 0o644)
+            os.chown(dest, st.st_uid, st.st_gid)
+            return
+        os.chown(dest, st.st_uid, st.st_gid)
+        os.chmod(dest, st.st_mode & 0o7777)
+
+
+def _existing(path: str) -> str:
+    """``path`` if it exists, else its nearest existing ancestor."""
+    p = path
+    while not os.path.exists(p):
+        p = os.path.dirname(p)
+    return p
+
+
+def hosts_file(entries: Sequence[tuple[str, str | None]]) -> bytes:
+    """An /etc/hosts naming every node: ``entries`` are (node, first address or None)."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{addr}\t{name}" for name, addr in entries if addr]
+    return ("\n".join(lines) + "\n").encode()
+
+
+__all__ = ["ENTER", "NodeView", "etc_problem", "helper_argv", "hosts_file", "private_problem"]
