@@ -32,8 +32,8 @@ def helper_argv(spec: dict[str, Any], argv: Sequence[str]) -> list[str]:
 
 def etc_problem(rel: str) -> str | None:
     """Why ``rel`` cannot be a ``files:`` key (a path relative to /etc), or None."""
-    p = PurePosixPath(rel)
-    if not rel or p.is_absolute() or ".." in p.parts or "." in p.parts or rel.endswith("/"):
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(x in ("", ".", "..") for x in parts):
         return "a file path relative to /etc without '..', e.g. frr/frr.conf"
     if any(c in rel for c in ",:\\\n\0"):
         return "a file path without ',', ':', '\\', newlines"
@@ -43,7 +43,7 @@ def etc_problem(rel: str) -> str | None:
 def private_problem(path: str) -> str | None:
     """Why ``path`` cannot be a ``private:`` directory, or None."""
     p = PurePosixPath(path)
-    if not p.is_absolute() or ".." in p.parts or str(p) == "/":
+    if not path.startswith("/") or any(x in (".", "..") for x in path.split("/")) or str(p) == "/":
         return "an absolute directory path other than /, without '..', e.g. /var/run/frr"
     if any(c in path for c in ",:\\\n\0"):
         return "a path without ',', ':', '\\', newlines"
