@@ -85,6 +85,26 @@ async def _read_to_eof(fd: int) -> bytes:
     return bytes(data)
 
 
+async def _anchor(view: NodeView, journal: Journal | None) -> tuple[int, int] | None:
+    """The (pid, start) of the node's mount anchor, started on first use (views with a dir)."""
+    if view.dir is None:
+        return None
+    if view.lock is None:
+        view.lock = asyncio.Lock()
+    async with view.lock:
+        if view.anchor_id is None:
+            if view.anchor is not None:
+                await view.anchor.kill()  # it died: a new one (the node's /etc writes are lost)
+            view.anchor = await Process.start(view, ["netvirt-mounts"], name=f"{view.label}.mounts",
+                                              journal=journal, hold=True)
+            import json
+
+            assert view.dir is not None
+            (view.dir / "anchor.json").write_text(json.dumps(
+                {"pid": view.anchor.pid, "start": view.anchor.start_time}))
+        return view.anchor_id
+
+
 class Process:
     """One command started in a node (see :meth:`start`). Stop it with :meth:`stop`."""
 
@@ -116,15 +136,17 @@ class Process:
                     stdin: int | IO[Any] | None = None, stdout: int | IO[Any] | None = None,
                     stderr: int | IO[Any] | None = None, env: Mapping[str, str] | None = None,
                     cwd: str | None = None, journal: Journal | None = None,
-                    session: bool = True) -> Process:
+                    session: bool = True, hold: bool = False) -> Process:
         """Start ``argv`` in the node ``view`` describes.
 
         Output goes to ``log`` (appended; stdout and stderr) unless ``stdout``/``stderr``
         are given. Raises ProcessError if the command cannot be started (not found,
         a mount failed), after cleaning up.
         """
+        anchor = None if hold else await _anchor(view, journal)
         proc = cls(name, argv, view, log=log, journal=journal)
-        await proc._spawn(stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd, session=session)
+        await proc._spawn(stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd, session=session,
+                          hold=hold, anchor=anchor)
         return proc
 
     def _record(self, **entry: Any) -> None:
@@ -132,7 +154,7 @@ class Process:
             self._journal(**entry)
 
     async def _spawn(self, *, stdin: Any, stdout: Any, stderr: Any, env: Mapping[str, str] | None,
-                     cwd: str | None, session: bool) -> None:
+                     cwd: str | None, session: bool, hold: bool, anchor: tuple[int, int] | None) -> None:
         parent = self.view.cgroup_parent
         root = cgroup.root()
         if parent is None and root is not None:
@@ -149,7 +171,7 @@ class Process:
             logf = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         r, w = os.pipe()
         try:
-            spec = self.view.spec(cgroup=self.cgroup, cwd=cwd, env=env, status_fd=w)
+            spec = self.view.spec(cgroup=self.cgroup, cwd=cwd, env=env, status_fd=w, hold=hold, anchor=anchor)
             self._popen = subprocess.Popen(
                 helper_argv(spec, self.argv), stdin=subprocess.DEVNULL if stdin is None else stdin,
                 stdout=stdout if stdout is not None else (logf if logf is not None else subprocess.DEVNULL),

@@ -52,15 +52,36 @@ def private_problem(path: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class NodeView:
-    """How to enter one node. ``dir`` None: only its network namespace (no files, no private)."""
+    """How to enter one node. ``dir`` None: only its network namespace (no files, no private).
+
+    A view with a ``dir`` has a mount *anchor* once something ran in it: a process
+    holding the node's mount namespace (made once: /sys, /etc overlay, private
+    dirs), which every later launch enters. :meth:`close` stops it (teardown
+    also does, with the lab's cgroup).
+    """
 
     netns: str | None
     dir: Path | None = None
     private: tuple[str, ...] = ()
     cgroup_parent: Path | None = None  # where each launch's cgroup is made
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    label: str = "node"  # for messages and cgroup names
+    anchor: Any = field(default=None, repr=False)  # the anchor Process, once started
+    lock: Any = field(default=None, repr=False)  # asyncio.Lock: one anchor start at a time
+
+    @property
+    def anchor_id(self) -> tuple[int, int] | None:
+        a = self.anchor
+        if a is None or not a.running or a.start_time is None:
+            return None
+        return (a.pid, a.start_time)
+
+    async def close(self) -> None:
+        """Stop the mount anchor (safe twice)."""
+        anchor, self.anchor = self.anchor, None
+        if anchor is not None:
+            await anchor.kill()
 
     @property
     def etc(self) -> Path | None:
@@ -72,13 +93,16 @@ class NodeView:
 
     def spec(self, *, cgroup: Path | None = None, cwd: str | None = None,
              env: Mapping[str, str] | None = None, status_fd: int | None = None,
-             mounts: bool = True) -> dict[str, Any]:
-        """The JSON spec ``_enter.py`` reads."""
+             mounts: bool = True, hold: bool = False,
+             anchor: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The JSON spec ``_enter.py`` reads (``anchor``: enter that mount namespace instead)."""
         spec: dict[str, Any] = {"netns": f"/run/netns/{self.netns}" if self.netns else None,
                                 "cgroup": str(cgroup) if cgroup else None, "cwd": cwd,
                                 "env": dict(env) if env is not None else None, "status_fd": status_fd,
-                                "mounts": mounts}
-        if self.dir is not None:
+                                "mounts": mounts, "hold": hold}
+        if anchor is not None:
+            spec["anchor"] = list(anchor)
+        elif self.dir is not None:
             spec["scratch"] = str(self.dir / "mnt")
             etc = self.etc
             if etc is not None and etc.is_dir():

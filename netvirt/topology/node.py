@@ -83,6 +83,7 @@ class Node:
         from netvirt.procs import stop_jobs
 
         await stop_jobs(self.jobs)
+        await self.view.close()
 
     async def sysctl(self, key: str, value: str | int | None = None) -> str:
         return await self.ns.sysctl(key, value)

@@ -35,11 +35,11 @@ def _frr_conf(n: int) -> bytes:
 async def test_two_frr_instances_in_two_nodes_do_not_collide_and_peer(tmp_path: Path) -> None:
     a, b = await Namespace.create(unique()), await Namespace.create(unique())
     procs: list[Process] = []
+    views: list[NodeView] = []
     try:
         veth = Veth("eth0", "eth0", netns=a, peer_netns=b, addresses=["10.1.0.1/30"],
                     peer_addresses=["10.1.0.2/30"])
         await veth.create()
-        views = []
         for n, ns in ((1, a), (2, b)):
             await ns.sysctl("net.ipv4.ip_forward", 1)
             view = NodeView(ns.name, tmp_path / f"r{n}", private=("/var/run/frr",))
@@ -71,9 +71,14 @@ async def test_two_frr_instances_in_two_nodes_do_not_collide_and_peer(tmp_path: 
         for proc in procs:
             await proc.stop()
         assert [p for p, st in everything if pids.is_same(p, st)] == []
+        for view in views:
+            await view.close()
+        assert pids.in_netns(os.stat(f"/run/netns/{a.name}").st_ino) == []
     finally:
         for proc in procs:
             await proc.kill()
+        for view in views:
+            await view.close()
         await a.close()
         await b.close()
 

@@ -38,6 +38,7 @@ async def node(tmp_path: Path) -> AsyncIterator[NodeView]:
         view.prepare({"hosts": b"10.9.0.1\tr1\n", "nvtest/app.conf": b"answer=42\n"})
         yield view
     finally:
+        await view.close()
         mine = cgroup.root() / f"p{os.getpid()}" if cgroup.root() else None
         leftover = mine is not None and mine.exists()
         if leftover:  # a failed test: stop what it left, then fail
@@ -77,6 +78,19 @@ async def test_runs_in_the_node_with_its_files_and_private_dirs(node: NodeView, 
     assert fds == [0, 1, 2, 3], out  # 3: the directory ls reads; nothing inherited
 
 
+async def test_writes_to_etc_are_the_nodes_own_and_seen_by_its_next_processes(node: NodeView) -> None:
+    res = await run_command(node, ["sh", "-c", "echo 'nameserver 10.9.0.53' > /etc/resolv.conf"], timeout=10)
+    assert res.returncode == 0, res.stderr
+    res = await run_command(node, ["cat", "/etc/resolv.conf"], timeout=10)
+    assert res.stdout == "nameserver 10.9.0.53\n"
+    with open("/etc/resolv.conf") as f:
+        assert "10.9.0.53" not in f.read()
+    anchor = node.anchor
+    assert anchor is not None and anchor.alive
+    await node.close()
+    assert not anchor.alive
+
+
 async def test_no_inherited_sockets_and_a_background_job_does_not_hold_the_command(node: NodeView) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     jobs: list[Process] = []
@@ -103,8 +117,7 @@ async def test_timeout_kills_the_command_and_what_it_backgrounded(node: NodeView
     with pytest.raises(TimeoutError, match="did not exit within 0.5 s: killed it"):
         await run_command(node, ["sh", "-c", "setsid sleep 301 & sleep 302 & sleep 303"], timeout=0.5)
     assert time.monotonic() - t0 < 5
-    await asyncio.sleep(0)
-    assert not [p for p in pids.all_pids() if pids.netns_inode(p) == os.stat(f"/run/netns/{node.netns}").st_ino]
+    assert pids.in_netns(os.stat(f"/run/netns/{node.netns}").st_ino) == [node.anchor.pid]  # only the mounts
 
 
 async def test_cancellation_kills_everything(node: NodeView) -> None:
@@ -112,12 +125,11 @@ async def test_cancellation_kills_everything(node: NodeView) -> None:
                                              timeout=30))
     await asyncio.sleep(0.3)
     ino = os.stat(f"/run/netns/{node.netns}").st_ino
-    inside = pids.in_netns(ino)
-    assert inside
+    assert len(pids.in_netns(ino)) == 4  # sh, two sleeps, the node's mount anchor
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert pids.in_netns(ino) == []
+    assert pids.in_netns(ino) == [node.anchor.pid]
 
 
 async def test_a_process_that_dies_fails_ready_with_its_log(node: NodeView, tmp_path: Path) -> None:
