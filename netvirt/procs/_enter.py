@@ -27,9 +27,9 @@ Order (``ip netns exec`` does 2-4 the same way):
 8. ``chdir``, then ``execvpe`` the command.
 
 With ``hold`` the process does 1-7 and then only waits: it is the node's mount
-*anchor*, and later launches with ``anchor: [pid, start]`` enter its mount
-namespace (steps 3-7 done once per node, so writes to the node's /etc are
-seen by all its processes) instead of making their own.
+*anchor*, and later launches enter its mount namespace with ``nsenter``
+(the mounts are made once per node, so a write to the node's /etc is seen by
+all its processes).
 
 Errors before the exec go to the status fd (``status_fd``, closed on exec:
 EOF means the command runs) and exit 127.
@@ -92,23 +92,6 @@ def _private(target: str, source: str, scratch: str, index: int) -> None:
     _mount(source, target, None, MS_BIND | MS_REC)
 
 
-def _start_time(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rpartition(")")[2].split()[19])
-
-
-def _join_mounts(pid: int, start: int) -> None:
-    """Enter the mount namespace the node's anchor holds, if the anchor is still that process."""
-    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _start_time(pid) != start:  # checked after the open: the fd is the anchor's namespace
-            raise Failed(f"the node's mount anchor (pid {pid}) is gone")
-        _check(_libc.setns(fd, CLONE_NEWNS), "setns(mount namespace of the node)")
-    finally:
-        os.close(fd)
-    os.chdir("/")
-
-
 def enter(spec: dict[str, Any]) -> None:
     if spec.get("cgroup"):
         with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as f:
@@ -118,9 +101,6 @@ def enter(spec: dict[str, Any]) -> None:
         _check(_libc.setns(fd, CLONE_NEWNET), f"setns {spec['netns']}")
         os.close(fd)
     if not spec.get("mounts", True):
-        return
-    if spec.get("anchor"):
-        _join_mounts(*spec["anchor"])
         return
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _mount("none", "/", None, MS_REC | MS_SLAVE)

@@ -47,7 +47,7 @@ async def run_command(view: NodeView, argv: Sequence[str], *, timeout: float | N
     stdin = None
     try:
         if input is not None:
-            stdin = tempfile.TemporaryFile()  # noqa: SIM115
+            stdin = tempfile.NamedTemporaryFile()  # noqa: SIM115 (the gate opens it by name)
             stdin.write(input)
             stdin.seek(0)
         proc = await Process.start(view, argv, name=name, stdin=stdin, stdout=out, stderr=err,

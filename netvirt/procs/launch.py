@@ -29,6 +29,7 @@ import functools
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -43,6 +44,33 @@ from netvirt.procs.view import NodeView, helper_argv
 
 Journal = Callable[..., None]
 _seq = itertools.count(1)
+
+
+#: the first program of every launch: waits (on stdin) until the parent has put it in its
+#: cgroup, then becomes the command with its real stdin and cwd (``NETVIRT_IN``, ``NETVIRT_CWD``)
+GATE = ('read _ || exit 125; i=$NETVIRT_IN; d=$NETVIRT_CWD; unset NETVIRT_IN NETVIRT_CWD; '
+        '[ -z "$d" ] || cd "$d" || exit 126; exec "$@" < "$i"')
+
+
+def _check_command(name: str, view: NodeView, argv: Sequence[str], env: Mapping[str, str] | None,
+                   cwd: str | None) -> None:
+    """ProcessError now for a command that cannot run (its exit code would look like its own)."""
+    if not argv:
+        raise ProcessError(f"{name}: an empty command")
+    prog = argv[0]
+    if "/" in prog:
+        path = view.host_path(prog)
+        if not os.path.exists(path):
+            raise ProcessError(f"{name}: cannot start {prog!r}: No such file or directory")
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise ProcessError(f"{name}: cannot start {prog!r}: Permission denied (not an executable file)")
+    else:
+        search = (env if env is not None else os.environ).get("PATH", os.defpath)
+        if shutil.which(prog, path=search) is None:
+            raise ProcessError(f"{name}: cannot start {prog!r}: No such file or directory "
+                               f"(not in PATH {search})")
+    if cwd is not None and not os.path.isdir(view.host_path(cwd)):
+        raise ProcessError(f"{name}: cannot start {prog!r} in {cwd!r}: No such file or directory")
 
 
 class ProcessError(NetvirtError):
@@ -133,16 +161,18 @@ class Process:
     # -- starting ----------------------------------------------------------
     @classmethod
     async def start(cls, view: NodeView, argv: Sequence[str], *, name: str, log: Path | None = None,
-                    stdin: int | IO[Any] | None = None, stdout: int | IO[Any] | None = None,
+                    stdin: IO[Any] | None = None, stdout: int | IO[Any] | None = None,
                     stderr: int | IO[Any] | None = None, env: Mapping[str, str] | None = None,
                     cwd: str | None = None, journal: Journal | None = None,
                     session: bool = True, hold: bool = False) -> Process:
         """Start ``argv`` in the node ``view`` describes.
 
         Output goes to ``log`` (appended; stdout and stderr) unless ``stdout``/``stderr``
-        are given. Raises ProcessError if the command cannot be started (not found,
-        a mount failed), after cleaning up.
+        are given; ``stdin`` is a file with a name (default /dev/null). Raises
+        ProcessError if the command cannot be started (not found, no such cwd).
         """
+        if not hold:
+            _check_command(name, view, argv, env, cwd)
         anchor = None if hold else await _anchor(view, journal)
         proc = cls(name, argv, view, log=log, journal=journal)
         await proc._spawn(stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd, session=session,
@@ -153,8 +183,16 @@ class Process:
         if self._journal is not None:
             self._journal(**entry)
 
-    async def _spawn(self, *, stdin: Any, stdout: Any, stderr: Any, env: Mapping[str, str] | None,
-                     cwd: str | None, session: bool, hold: bool, anchor: tuple[int, int] | None) -> None:
+    def _argv(self, hold: bool, anchor: tuple[int, int] | None, cwd: str | None,
+              status_fd: int) -> list[str]:
+        if hold:  # the node's mount anchor: _enter.py makes the mounts, then holds them
+            return helper_argv(self.view.spec(cgroup=self.cgroup, status_fd=status_fd, hold=True),
+                               ["netvirt-mounts"])
+        return ["sh", "-c", GATE, "netvirt", *self.view.enter_argv(self.argv, anchor=anchor, cwd=cwd)]
+
+    async def _spawn(self, *, stdin: IO[Any] | None, stdout: Any, stderr: Any,
+                     env: Mapping[str, str] | None, cwd: str | None, session: bool, hold: bool,
+                     anchor: tuple[int, int] | None) -> None:
         parent = self.view.cgroup_parent
         root = cgroup.root()
         if parent is None and root is not None:
@@ -169,14 +207,18 @@ class Process:
         logf = None
         if self.log is not None and (stdout is None or stderr is None):
             logf = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        r, w = os.pipe()
+        out = stdout if stdout is not None else (logf if logf is not None else subprocess.DEVNULL)
+        err = stderr if stderr is not None else (logf if logf is not None else subprocess.DEVNULL)
+        child_env = dict(os.environ if env is None else env)
+        if not hold:  # what the gate needs: where the command's stdin comes from, and its cwd
+            child_env["NETVIRT_IN"] = stdin.name if stdin is not None else "/dev/null"
+            child_env["NETVIRT_CWD"] = (cwd or "") if anchor is None else ""  # else nsenter --wd
+        r, w = os.pipe()  # hold: the anchor's status (EOF: mounted); else the gate (a line: go)
         try:
-            spec = self.view.spec(cgroup=self.cgroup, cwd=cwd, env=env, status_fd=w, hold=hold, anchor=anchor)
             self._popen = subprocess.Popen(
-                helper_argv(spec, self.argv), stdin=subprocess.DEVNULL if stdin is None else stdin,
-                stdout=stdout if stdout is not None else (logf if logf is not None else subprocess.DEVNULL),
-                stderr=stderr if stderr is not None else (logf if logf is not None else subprocess.DEVNULL),
-                close_fds=True, pass_fds=(w,), start_new_session=session)
+                self._argv(hold, anchor, cwd, w), stdin=subprocess.DEVNULL if hold else r,
+                stdout=out, stderr=err, env=child_env, close_fds=True,
+                pass_fds=(w,) if hold else (), start_new_session=session)
         except BaseException:
             os.close(r)
             os.close(w)
@@ -186,27 +228,43 @@ class Process:
         finally:
             if logf is not None:
                 os.close(logf)
-        os.close(w)
         self.pid = self._popen.pid
         self.start_time = pids.start_time(self.pid)  # a zombie keeps it until we reap: exact
         self.pgid = self.pid if session else None
         self.started_at = time.time()
-        self._record(op="proc-pid", name=self.name, pid=self.pid, start=self.start_time, pgid=self.pgid)
         loop = asyncio.get_running_loop()
         self._exited = loop.create_future()
         self._pidfd = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._on_exit)
+        if hold:
+            os.close(w)
+            self._record(op="proc-pid", name=self.name, pid=self.pid, start=self.start_time, pgid=self.pgid)
+            try:
+                failure = await _read_to_eof(r)
+            except BaseException as exc:
+                await complete(self.kill())
+                raise exc
+            finally:
+                os.close(r)
+            if failure:
+                await complete(self.kill())
+                why = failure.decode(errors="replace")
+                raise ProcessError(f"{self.name}: cannot prepare the node's mounts: {why}")
+            return
+        # the gate: the child waits on its stdin until it is in its cgroup, so nothing it
+        # forks can be outside; if we die first, it reads EOF and exits
+        os.close(r)
         try:
-            failure = await _read_to_eof(r)
+            self._record(op="proc-pid", name=self.name, pid=self.pid, start=self.start_time, pgid=self.pgid)
+            if self.cgroup is not None:
+                (self.cgroup / "cgroup.procs").write_text(str(self.pid))
+            with contextlib.suppress(BrokenPipeError):
+                os.write(w, b"go\n")
         except BaseException as exc:
             await complete(self.kill())
             raise exc
         finally:
-            os.close(r)
-        if failure:
-            await complete(self.kill())
-            why = failure.decode(errors="replace")
-            raise ProcessError(f"{self.name}: cannot start {self.argv[0]!r}: {why}")
+            os.close(w)
 
     def _on_exit(self) -> None:
         assert self._popen is not None and self._exited is not None

@@ -93,16 +93,13 @@ class NodeView:
 
     def spec(self, *, cgroup: Path | None = None, cwd: str | None = None,
              env: Mapping[str, str] | None = None, status_fd: int | None = None,
-             mounts: bool = True, hold: bool = False,
-             anchor: tuple[int, int] | None = None) -> dict[str, Any]:
-        """The JSON spec ``_enter.py`` reads (``anchor``: enter that mount namespace instead)."""
+             mounts: bool = True, hold: bool = False) -> dict[str, Any]:
+        """The JSON spec ``_enter.py`` reads."""
         spec: dict[str, Any] = {"netns": f"/run/netns/{self.netns}" if self.netns else None,
                                 "cgroup": str(cgroup) if cgroup else None, "cwd": cwd,
                                 "env": dict(env) if env is not None else None, "status_fd": status_fd,
                                 "mounts": mounts, "hold": hold}
-        if anchor is not None:
-            spec["anchor"] = list(anchor)
-        elif self.dir is not None:
+        if self.dir is not None:
             spec["scratch"] = str(self.dir / "mnt")
             etc = self.etc
             if etc is not None and etc.is_dir():
@@ -111,6 +108,18 @@ class NodeView:
         elif self.netns:
             spec["scratch"] = None
         return spec
+
+    def enter_argv(self, argv: Sequence[str], *, anchor: tuple[int, int] | None = None,
+                   cwd: str | None = None) -> list[str]:
+        """The command line that runs ``argv`` in the node: ``nsenter`` into its netns and the
+        mount namespace its anchor holds; without an anchor, ``ip netns exec`` (its own /sys)."""
+        if anchor is not None:
+            net = [f"--net=/run/netns/{self.netns}"] if self.netns else []
+            return ["nsenter", *net, f"--mount=/proc/{anchor[0]}/ns/mnt", f"--wd={cwd or os.getcwd()}",
+                    "--", *argv]
+        if self.netns is None:
+            return list(argv)
+        return ["ip", "netns", "exec", self.netns, *argv]
 
     def host_path(self, path: str) -> str:
         """Where the machine sees what this node sees at ``path`` (a private dir or /etc file)."""
