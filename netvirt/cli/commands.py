@@ -293,7 +293,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise UsageError("exec needs a command: netvirt exec LAB NODE -- COMMAND")
     from netvirt.topology.node import exec_argv
 
-    argv = exec_argv(_node_netns(args.name, args.node), cmd, lab=args.name)
+    argv = exec_argv(_node_netns(args.name, args.node), cmd, lab=args.name, node=args.node)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
     return 127  # pragma: no cover

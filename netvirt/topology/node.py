@@ -19,20 +19,16 @@ class ExecResult:
     stderr: str
 
 
-def exec_argv(netns: str | None, argv: list[str], *, lab: str | None = None) -> list[str]:
-    """The command line that runs ``argv`` inside ``netns`` as processes and exec steps run.
+def exec_argv(netns: str | None, argv: list[str], *, lab: str | None = None,
+               node: str | None = None) -> list[str]:
+    """The command line that runs ``argv`` inside a lab's node as its processes run
+    (the ``exec`` verb; see ``netvirt.procs.verb``), or inside ``netns``."""
+    if lab is None or node is None:
+        return list(argv) if netns is None else ["ip", "netns", "exec", netns, *argv]
+    from netvirt.procs.verb import exec_verb_argv
+    from netvirt.topology.state import lab_dir
 
-    Like ``ip netns exec``: the node's network namespace, a private mount
-    namespace with the node's own /sys; and the lab's cgroup, so that the
-    lab's teardown stops it with everything it started.
-    """
-    if netns is None:
-        return list(argv)
-    from netvirt.procs import lab_cgroup
-    from netvirt.procs.view import helper_argv
-
-    group = lab_cgroup(lab) if lab else None
-    return helper_argv(NodeView(netns).spec(cgroup=group if group and group.is_dir() else None), argv)
+    return exec_verb_argv(lab, node, netns, argv, lab_dir(lab))
 
 
 class Node:

@@ -200,3 +200,26 @@ async def test_cannot_start_is_one_clear_error(node: NodeView, tmp_path: Path) -
         await Process.start(node, ["/no/such/daemon"], name="r1.x", log=tmp_path / "x.log")
     with pytest.raises(ProcessError, match="cannot start 'true'.*No such file"):
         await Process.start(node, ["true"], name="r1.y", cwd="/no/such/dir")
+
+
+async def test_without_cgroup_v2_the_process_group_stands_in(node: NodeView, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cgroup, "_root", None)  # as on a machine without a writable cgroup2
+    proc = await Process.start(node, ["sh", "-c", "sleep 370 & sleep 371 & echo up; wait"], name="r1.grp",
+                               log=tmp_path / "g.log")
+    await wait_ready(proc, parse_ready({"log": "up", "timeout": 5}))
+    assert proc.cgroup is None and len(proc.members()) == 3
+    ident = _identities(proc)
+    await proc.stop()
+    assert _gone(ident) == []
+    # and from the journal alone, as down does after a SIGKILL of the owner
+    entries: list[dict[str, object]] = []
+    proc = await Process.start(node, ["sh", "-c", "sleep 372 & echo up; wait"], name="r1.grp2",
+                               log=tmp_path / "g2.log", journal=lambda **e: entries.append(e))
+    await wait_ready(proc, parse_ready({"log": "up", "timeout": 5}))
+    ident = _identities(proc)
+    from netvirt.procs import stop_journaled
+
+    stop_journaled(entries, timeout=2)  # type: ignore[arg-type]
+    assert _gone(ident) == []
+    await proc.stop()
