@@ -223,3 +223,15 @@ async def test_without_cgroup_v2_the_process_group_stands_in(node: NodeView, tmp
     stop_journaled(entries, timeout=2)  # type: ignore[arg-type]
     assert _gone(ident) == []
     await proc.stop()
+
+
+async def test_many_commands_at_once_share_one_anchor_and_big_output_is_whole(node: NodeView) -> None:
+    results = await asyncio.gather(*(run_command(node, ["sh", "-c", f"head -c 300000 /dev/zero | tr '\\0' x; "
+                                                                   f"echo {i} >&2"], timeout=30)
+                                     for i in range(12)))
+    assert all(len(r.stdout) == 300000 and r.stdout.strip("x") == "" for r in results)
+    assert sorted(int(r.stderr) for r in results) == list(range(12))
+    ino = os.stat(f"/run/netns/{node.netns}").st_ino
+    assert pids.in_netns(ino) == [node.anchor.pid]  # one anchor for all
+    res = await run_command(node, ["cat"], input=b"hello\n" * 1000, timeout=10)
+    assert res.stdout == "hello\n" * 1000
