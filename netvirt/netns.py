@@ -273,8 +273,8 @@ class Namespace:
             self._made = False
             raise KernelError(exc.errno or 0, "create namespace", netns=self.name) from exc
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        from netvirt import _nlmsg
         from netvirt._netlink import Req
+        from netvirt._netlink import encode as _nlmsg
 
         self.rtnl.request([Req(_nlmsg.set_link(ifname="lo", up=True), "set lo up", "lo")])
 

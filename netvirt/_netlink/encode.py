@@ -15,6 +15,9 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
+from typing import TypedDict, Unpack
+
+from netvirt.kinds import MACVLAN_MODES
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -37,7 +40,6 @@ IFLA_AF_SPEC, IFLA_NET_NS_FD = 26, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_MACVLAN_MODE = 1
-MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
 IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE = 1, 4, 5
 IFLA_INET6_ADDR_GEN_MODE = 8
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
@@ -80,6 +82,19 @@ def message(kind: int, flags: int, body: bytes, seq: int = 0) -> bytes:
 
 def with_seq(msg: bytes, seq: int) -> bytes:
     return msg[:8] + struct.pack("=I", seq) + msg[12:]
+
+
+class LinkFields(TypedDict, total=False):
+    """The one vocabulary for link attributes, from devices down to the wire."""
+
+    ifname: str | None
+    mtu: int | None
+    mac: str | None
+    master: int | None
+    alias: str | None
+    ns_fd: int | None  # move the link into the namespace of this fd
+    link: int | None  # parent ifindex (macvlan, macvtap)
+    no_ipv6_ll: bool  # addrgenmode none: no IPv6 link-local address
 
 
 def link_attrs(*, ifname: str | None = None, mtu: int | None = None, mac: str | None = None,
@@ -125,9 +140,9 @@ def new_link(kind: str, *, index: int = 0, up: bool = False, data: bytes = b"", 
     return message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
 
 
-def veth_peer(*, index: int = 0, up: bool = False, **attrs: object) -> bytes:
+def veth_peer(*, index: int = 0, up: bool = False, **attrs: Unpack[LinkFields]) -> bytes:
     """IFLA_INFO_DATA of a veth: the peer's ifinfomsg (index honoured) and attributes."""
-    return attr(VETH_INFO_PEER, ifinfo(index, up if up else None) + link_attrs(**attrs))  # type: ignore[arg-type]
+    return attr(VETH_INFO_PEER, ifinfo(index, up if up else None) + link_attrs(**attrs))
 
 
 def macvlan_data(mode: str) -> bytes:
@@ -144,9 +159,9 @@ def bridge_data(*, stp: bool, ageing_cs: int | None, forward_delay_cs: int | Non
 
 
 def set_link(*, index: int = 0, up: bool | None = None, kind: str | None = None,
-             data: bytes = b"", **attrs: object) -> bytes:
+             data: bytes = b"", **attrs: Unpack[LinkFields]) -> bytes:
     """RTM_NEWLINK without CREATE: change a link found by ``index`` or by ``ifname``."""
-    body = ifinfo(index, up) + link_attrs(**attrs)  # type: ignore[arg-type]
+    body = ifinfo(index, up) + link_attrs(**attrs)
     if kind:
         body += linkinfo(kind, data)
     return message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, body)

@@ -1,16 +1,17 @@
-"""The netlink seam: the only module that imports pyroute2.
+"""Requests and operations of the netlink seam: raw sockets and batches.
 
 :class:`Rtnl` is a raw NETLINK_ROUTE socket opened inside one namespace; it
-sends batches of requests encoded by ``netvirt._nlmsg`` in one ``sendmsg``
+sends batches of requests encoded by ``encode.py`` in one ``sendmsg``
 and matches the answers by sequence number. :class:`Netlink` offers the
-operations devices need on top of it (pyroute2-style keyword arguments) and
-decodes dumps with pyroute2's message classes. Both are used on the
+operations devices need on top of it, with the attribute names of
+``encode.LinkFields`` (the one vocabulary), and decodes dumps with
+``decode.py``. Both are used on the
 namespace's strand (``netvirt.netns``), never on the event loop's thread,
 which is also why netvirt works under uvloop, where pyroute2's own asyncio
 API cannot (svinota/pyroute2#1335). Why not pyroute2's IPRoute: README,
 "Changelog and deviations".
 
-Netlink and OS errors are translated here, once, into the netvirt tree with
+Netlink errors are translated by ``errors.py`` into the netvirt tree with
 errno, operation, device, namespace and the kernel's extended-ack text.
 """
 
@@ -20,141 +21,25 @@ import errno
 import ipaddress
 import socket
 import struct
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Unpack
 
-from pyroute2 import NetlinkError as _PrNetlinkError
-
-from netvirt import _nlmsg
-from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError, UnsupportedError
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    index: int
-    name: str
-    kind: str | None
-    mtu: int
-    mac: str | None
-    up: bool
-    master: int | None
-    alias: str | None
-    link: int | None  # parent ifindex (macvlan, veth peer) if in the same namespace
-
-
-@dataclass(frozen=True)
-class FdbEntry:
-    mac: str
-    port_index: int
-    port: str
-    state: int
-    vlan: int | None
-    local: bool  # the bridge's own address (permanent entry)
-
-
-DeviceLabel = str | Callable[[], str] | None
-
-
-@contextmanager
-def translate(op: str, *, device: DeviceLabel = None, netns: str | None = None) -> Iterator[None]:
-    """Turn pyroute2 / OS errors into netvirt errors, naming op, device and namespace.
-
-    ``device`` may be a callable: it is called only when an error is translated
-    (to look up the name of a link known by ifindex).
-    """
-    try:
-        yield
-    except _PrNetlinkError as exc:
-        raise _to_netvirt(exc.code, op, _label(device), netns,
-                          str(exc.args[1]) if len(exc.args) > 1 else None) from None
-    except OSError as exc:
-        if exc.errno is None:
-            raise
-        raise _to_netvirt(exc.errno, op, _label(device), netns, exc.strerror) from exc
-
-
-def _label(device: DeviceLabel) -> str | None:
-    if callable(device):
-        try:
-            return device()
-        except Exception:  # naming is best effort: never hide the real error
-            return None
-    return device
-
-
-def _to_netvirt(code: int, op: str, device: str | None, netns: str | None, detail: str | None) -> Exception:
-    where = f" in namespace {netns!r}" if netns else ""
-    if code == errno.EEXIST:
-        if op.startswith("create"):
-            return NameTakenError(
-                f"{op}: device {device!r} exists already{where}; choose another name")
-        on = f" on device {device!r}" if device else ""
-        return NameTakenError(f"{op}{on}{where}: it exists already")  # an address, a route
-    if code == errno.EOPNOTSUPP:
-        return UnsupportedError(f"{op} ({device or '?'}{where}): not supported by this kernel")
-    cls = NoSuchObjectError if code in (errno.ENODEV, errno.ENOENT) else KernelError
-    return cls(code, op, device=device, netns=netns, detail=detail)
-
-
-def _info(msg: Any) -> LinkInfo:
-    return LinkInfo(
-        index=msg["index"],
-        name=msg.get("ifname"),
-        kind=msg.get(("linkinfo", "kind")),
-        mtu=msg.get("mtu"),
-        mac=msg.get("address"),
-        up=bool(msg["flags"] & 1),
-        master=msg.get("master") or None,
-        alias=msg.get("ifalias"),
-        link=msg.get("link") or None,
-    )
-
-
-def _decode(cls: Any, raw: bytes) -> Any:
-    msg = cls(raw)
-    msg.decode()
-    return msg
-
-
-_UP = {"up": True, "down": False}
-_LINK_KW = {"ifname": "ifname", "mtu": "mtu", "address": "mac", "master": "master",
-            "ifalias": "alias", "net_ns_fd": "ns_fd", "link": "link"}
-
-
-def _link_kwargs(kind: str | None, attrs: dict[str, Any]) -> tuple[dict[str, Any], bytes, bool | None]:
-    """pyroute2-style keyword arguments -> (``_nlmsg.link_attrs`` args, IFLA_INFO_DATA, up)."""
-    kw: dict[str, Any] = {}
-    data = b""
-    up = _UP[attrs.pop("state")] if "state" in attrs else None
-    for key in list(attrs):
-        if key in _LINK_KW:
-            kw[_LINK_KW[key]] = attrs.pop(key)
-    if kind == "veth" and "peer" in attrs:
-        peer = dict(attrs.pop("peer"))
-        pkw, _, pup = _link_kwargs(None, peer)
-        data = _nlmsg.veth_peer(index=peer.pop("index", 0), up=bool(pup), **pkw)
-    elif kind == "bridge":
-        br = {k: attrs.pop(k) for k in ("br_stp_state", "br_ageing_time", "br_forward_delay") if k in attrs}
-        data = _nlmsg.bridge_data(stp=bool(br.get("br_stp_state", 0)), ageing_cs=br.get("br_ageing_time"),
-                                  forward_delay_cs=br.get("br_forward_delay"))
-    elif kind in ("macvlan", "macvtap"):
-        mode = attrs.pop(f"{kind}_mode", attrs.pop("mode", None))
-        if mode:
-            data = _nlmsg.macvlan_data(mode)
-    if attrs:
-        raise TypeError(f"unsupported link attributes: {sorted(attrs)}")
-    return kw, data, up
+from netvirt._netlink import encode as _nlmsg
+from netvirt._netlink.decode import FdbEntry, LinkInfo, decode, ifaddrmsg, ifinfmsg, link_info, ndmsg
+from netvirt._netlink.encode import LinkFields
+from netvirt._netlink.errors import DeviceLabel, label, to_netvirt, translate
+from netvirt.errors import NoSuchObjectError
 
 
 class Netlink:
     """rtnetlink requests in one namespace over its raw socket (on its strand).
 
-    Requests are encoded by ``_nlmsg``; replies to dumps are decoded with
-    pyroute2's message classes. Keyword arguments follow pyroute2's names
-    (``state``, ``mtu``, ``address``, ``master``, ``ifalias``, ``net_ns_fd``,
-    ``peer``, ``br_*``, ``macvlan_mode``...).
+    Requests are encoded by ``encode.py``; replies to dumps are decoded by
+    ``decode.py``. Link attributes are ``encode.LinkFields`` (``mtu``, ``mac``,
+    ``master``, ``alias``, ``ns_fd``, ``link``, ``no_ipv6_ll``); kind-specific
+    ones travel as ``data`` (IFLA_INFO_DATA: ``encode.bridge_data``,
+    ``encode.macvlan_data``, ``encode.veth_peer``).
     """
 
     def __init__(self, rtnl: Rtnl) -> None:
@@ -195,32 +80,27 @@ class Netlink:
         return _nlmsg.ifindex_of(reply) if reply else None
 
     def link(self, index: int) -> LinkInfo:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
         reply = self._one(_nlmsg.get_link(index=index), "get link", f"#{index}")
         assert reply is not None
-        return _info(_decode(ifinfmsg, _nlmsg.message(_nlmsg.RTM_NEWLINK, 0, reply)))
+        return link_info(decode(ifinfmsg, _nlmsg.message(_nlmsg.RTM_NEWLINK, 0, reply)))
 
     def links(self) -> list[LinkInfo]:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        return [link_info(decode(ifinfmsg, raw)) for raw in self._rtnl.dump(_nlmsg.dump_links(), "dump links")]
 
-        return [_info(_decode(ifinfmsg, raw)) for raw in self._rtnl.dump(_nlmsg.dump_links(), "dump links")]
-
-    def link_add(self, name: str, kind: str, **attrs: Any) -> int:
+    def link_add(self, name: str, kind: str, *, index: int = 0, up: bool = False, data: bytes = b"",
+                 **attrs: Unpack[LinkFields]) -> int:
         """Create a link; returns its ifindex in THIS namespace (0 if moved away)."""
-        index = int(attrs.pop("index", 0))
-        kw, data, up = _link_kwargs(kind, attrs)
-        msg = _nlmsg.new_link(kind, index=index, up=bool(up), data=data, ifname=name, **kw)
+        msg = _nlmsg.new_link(kind, index=index, up=up, data=data, ifname=name, **attrs)
         self._one(msg, f"create {kind}", name)
-        if "ns_fd" in kw:
+        if attrs.get("ns_fd") is not None:
             return 0
         return index or self.ifindex(name)
 
-    def link_set(self, index: int, **attrs: Any) -> None:
-        op = "set link " + ",".join(sorted(attrs))
-        kind = attrs.pop("kind", None)
-        kw, data, up = _link_kwargs(kind, attrs)
-        self._one(_nlmsg.set_link(index=index, up=up, kind=kind, data=data, **kw), op, self._name_of(index))
+    def link_set(self, index: int, *, up: bool | None = None, kind: str | None = None, data: bytes = b"",
+                 **attrs: Unpack[LinkFields]) -> None:
+        what = sorted([*attrs, *(["up"] if up is not None else []), *(["kind"] if kind else [])])
+        self._one(_nlmsg.set_link(index=index, up=up, kind=kind, data=data, **attrs),
+                  "set link " + ",".join(what), self._name_of(index))
 
     def wait_port_enabled(self, index: int, timeout: float = 2.0) -> None:
         """Wait until bridge port ``index`` has left the *disabled* state.
@@ -271,11 +151,10 @@ class Netlink:
         self._one(_nlmsg.new_addr(index, iface), f"add address {iface}", self._name_of(index))
 
     def addrs(self, index: int | None = None) -> list[tuple[int, str]]:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
         out = []
         for raw in self._rtnl.dump(_nlmsg.dump_addrs(), "dump addresses"):
-            m = _decode(ifaddrmsg, raw)
+            m = decode(ifaddrmsg, raw)
             if index is None or m["index"] == index:
                 out.append((m["index"], f"{m.get('address')}/{m['prefixlen']}"))
         return out
@@ -289,12 +168,11 @@ class Netlink:
 
     # -- bridges ---------------------------------------------------------
     def fdb(self, bridge_index: int) -> list[FdbEntry]:
-        from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
         names = {li.index: li.name for li in self.links()}
         out = []
         for raw in self._rtnl.dump(_nlmsg.dump_fdb(), "dump bridge fdb"):
-            m = _decode(ndmsg, raw)
+            m = decode(ndmsg, raw)
             if m.get("master") != bridge_index and m["ifindex"] != bridge_index:
                 continue
             out.append(FdbEntry(
@@ -387,7 +265,7 @@ class Rtnl:
         if errors:
             i = min(errors)
             code, detail = errors[i]
-            exc = _to_netvirt(code, reqs[i].op, _label(reqs[i].device), self.netns, detail)
+            exc = to_netvirt(code, reqs[i].op, label(reqs[i].device), self.netns, detail)
             exc.batch_index = i  # type: ignore[attr-defined]  # which request of the batch failed
             raise exc
         return out
@@ -413,7 +291,7 @@ class Rtnl:
                     if kind == _nlmsg.NLMSG_ERROR:
                         code = _nlmsg.error_code(raw[16:])
                         if code:
-                            raise _to_netvirt(code, op, None, self.netns, _ext_ack(raw[16:]))
+                            raise to_netvirt(code, op, None, self.netns, _ext_ack(raw[16:]))
                         return out
                     out.append(raw)
 

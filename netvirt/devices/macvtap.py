@@ -42,8 +42,8 @@ class Macvtap(PacketQueues, Macvlan):
         self.queues: list[PacketPort] = []
         self._index = _free_index()
 
-    def _extra_attrs(self) -> dict[str, Any]:
-        return {"index": self._index}
+    def _new_index(self) -> int:
+        return self._index
 
     @property
     def chardev(self) -> str:

@@ -2,12 +2,22 @@
 
 ``load(path)`` reads and validates a scenario file and returns a
 :class:`Scenario`; every problem in it comes at once in one
-:class:`~netvirt.errors.ScenarioError`. The builder (elsewhere) turns a
-Scenario into a live topology; nothing in this package touches the kernel.
+:class:`~netvirt.errors.ScenarioError`. The builder (``netvirt.topology``) turns
+a Scenario into a live topology. Nothing in this package touches the kernel or
+imports the devices, the netlink seam or pyroute2 (a test checks it), so
+``netvirt validate`` and ``graph`` run anywhere, without root.
+
+* ``model.py``: the frozen specs (Scenario, NodeSpec, InterfaceSpec, typed step specs...);
+* ``loader.py``: YAML with lines (libyaml's C parser when present), Python scenarios, ``--param``;
+* ``checker.py``: located raw values (``At``) and the ``Checker`` primitives;
+* ``validate.py``: top level, nodes, links, routes, sysctls;
+* ``interfaces.py``: per-kind keys (from ``netvirt.kinds``), programs, cross references;
+* ``steps.py``: step validation into typed step specs;
+* ``graph.py``: dot, svg/png and mermaid pictures.
 """
 
-from netvirt.topology.loader import load, load_text
-from netvirt.topology.model import (
+from netvirt.scenario.loader import load, load_text
+from netvirt.scenario.model import (
     Endpoint,
     InterfaceSpec,
     IPAddress,
@@ -19,8 +29,11 @@ from netvirt.topology.model import (
     RouteSpec,
     Scenario,
     StepSpec,
+    check_lab_name,
+    lab_alias,
+    netns_name,
 )
-from netvirt.topology.validate import validate
+from netvirt.scenario.validate import validate
 
 __all__ = [
     "Endpoint",
@@ -34,7 +47,10 @@ __all__ = [
     "RouteSpec",
     "Scenario",
     "StepSpec",
+    "check_lab_name",
+    "lab_alias",
     "load",
     "load_text",
+    "netns_name",
     "validate",
 ]

@@ -10,6 +10,7 @@ every :class:`~netvirt.errors.Problem` so that all of them are reported at once.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from netvirt.errors import Problem
+from netvirt.kinds import KINDS, ifname_problem
 
 # --- raw containers with lines -------------------------------------------------------
 
@@ -221,7 +223,6 @@ class Checker:
 NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
 NAME_MAX = 12
 MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
-IFNAMSIZ = 16
 
 
 def name_problem(name: object, what: str) -> str | None:
@@ -237,80 +238,40 @@ def name_problem(name: object, what: str) -> str | None:
     return None
 
 
-def ifname_problem(name: object) -> str | None:
-    """Why the kernel would refuse ``name`` as an interface name, or None."""
-    if not isinstance(name, str) or not name:
-        return "must be a non-empty string"
-    size = len(name.encode())
-    if size >= IFNAMSIZ:
-        return f"is {size} bytes long; Linux allows at most {IFNAMSIZ - 1} (IFNAMSIZ - 1)"
-    if name in (".", ".."):
-        return "is reserved"
-    if "/" in name or ":" in name or any(c.isspace() for c in name):
-        return "must not contain '/', ':' or whitespace"
-    return None
-
-
-KINDS = ("veth", "bridge", "tun", "tap", "macvlan", "macvtap")
-COMMON_KEYS = ("kind", "addresses", "mtu", "mac", "up", "master")
-KIND_KEYS: dict[str, tuple[str, ...]] = {
-    "veth": (),
-    "bridge": ("stp", "ageing_time", "forward_delay"),
-    "tun": ("program", "queues", "offload", "persist", "owner", "group"),
-    "tap": ("program", "queues", "offload", "persist", "owner", "group"),
-    "macvlan": ("parent", "mode"),
-    "macvtap": ("parent", "mode", "program"),
-}
-MACVLAN_MODES = ("bridge", "vepa", "private", "passthru", "source")
-
-
-def elsewhere_hints(kind: str) -> dict[str, str]:
-    """For keys of other kinds: which kinds they belong to (for a clear message)."""
-    hints: dict[str, str] = {}
-    for keys in KIND_KEYS.values():
-        for key in keys:
-            if key not in KIND_KEYS.get(kind, ()):
-                owners = [k for k, ks in KIND_KEYS.items() if key in ks]
-                hints[key] = (f"does not apply to a {kind}; it is for kind "
-                              f"{', '.join(owners)} only")
-    return hints
-
-
-_TUNNEL = "use a tun with the udp-tunnel or ipip-tunnel program"
-#: Kinds this kernel lacks (PLATFORM.md section 0): kind -> (missing feature, what to use).
-UNAVAILABLE: dict[str, tuple[str, str]] = {
-    "dummy": ("dummy", "use a bridge with no ports, or a tun with the sink program"),
-    "vlan": ("vlan", "use veth or macvlan"),
-    "ipvlan": ("ipvlan", "use macvlan"),
-    "ipvtap": ("ipvtap", "use macvtap"),
-    "bond": ("bonding", "use a bridge"),
-    "team": ("team", "use a bridge"),
-    "geneve": ("geneve", _TUNNEL),
-    "wireguard": ("wireguard", _TUNNEL),
-    "vrf": ("vrf", "use one node (network namespace) per routing table"),
-    "gre": ("gre", _TUNNEL),
-    "gretap": ("gretap", _TUNNEL),
-    "ip6gre": ("ip6gre", _TUNNEL),
-    "ip6gretap": ("ip6gre", _TUNNEL),
-    "sit": ("sit", _TUNNEL),
-    "ipip": ("ipip", "use a tun with the ipip-tunnel program"),
-    "ip6tnl": ("ip6tnl", _TUNNEL),
-    "vti": ("vti", _TUNNEL),
-    "vti6": ("vti", _TUNNEL),
-    "xfrm": ("xfrm", _TUNNEL),
-    "bareudp": ("bareudp", _TUNNEL),
-    "nlmon": ("nlmon", "use the capture verb or the pcap program"),
-    "vcan": ("vcan", "this kernel has no CAN support"),
-    "vxcan": ("vxcan", "this kernel has no CAN support"),
-    "hsr": ("hsr", "use a bridge"),
-    "macsec": ("macsec", "use veth"),
-    "netkit": ("netkit", "use veth"),
-}
-#: Kinds the kernel has but netvirt does not build (yet): kind -> what to use.
-NOT_YET: dict[str, str] = {
+#: Kinds netvirt does not build, each with what to use instead. This says nothing about
+#: the running kernel (validation runs anywhere, without root): whether it has a kind
+#: netvirt builds shows at build time, as "not supported by this kernel".
+NOT_BUILT: dict[str, str] = {
+    "dummy": "use a bridge with no ports, or a tun with the sink program",
+    "vlan": "use veth or macvlan",
+    "ipvlan": "use macvlan",
+    "ipvtap": "use macvtap",
+    "bond": "use a bridge",
+    "team": "use a bridge",
+    "vrf": "use one node (network namespace) per routing table",
+    "ipip": "use a tun with the ipip-tunnel program",
     "vxlan": "use a tun with the udp-tunnel program",
     "ifb": "use a tun with the sink program",
+    "nlmon": "use the capture verb or the pcap program",
+    "hsr": "use a bridge",
+    "macsec": "use veth",
+    "netkit": "use veth",
+    **dict.fromkeys(("geneve", "wireguard", "gre", "gretap", "ip6gre", "ip6gretap", "sit", "ip6tnl",
+                     "vti", "vti6", "xfrm", "bareudp"), "use a tun with the udp-tunnel or ipip-tunnel program"),
 }
+
+
+@functools.cache
+def elsewhere_hints(kind: str) -> dict[str, str]:
+    """For keys of other kinds: which kinds they belong to (for a clear message)."""
+    own = KINDS[kind].keys if kind in KINDS else ()
+    hints: dict[str, str] = {}
+    for k in KINDS.values():
+        for key in k.keys:
+            if key not in own:
+                owners = [o.name for o in KINDS.values() if key in o.keys]
+                hints[key] = f"does not apply to a {kind}; it is for kind {', '.join(owners)} only"
+    return hints
 
 
 def kind_problem(kind: object) -> str | None:
@@ -318,11 +279,8 @@ def kind_problem(kind: object) -> str | None:
         return f"kind must be a string, one of {', '.join(KINDS)}; not {describe(kind)}"
     if kind in KINDS:
         return None
-    if kind in UNAVAILABLE:
-        feature, instead = UNAVAILABLE[kind]
-        return f"kind {kind!r} is not available on this kernel (no {feature} support); {instead}"
-    if kind in NOT_YET:
-        return f"kind {kind!r} is not supported by netvirt yet; {NOT_YET[kind]}"
+    if kind in NOT_BUILT:
+        return f"kind {kind!r} is not one netvirt builds; {NOT_BUILT[kind]}"
     return f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
 
 

@@ -17,15 +17,10 @@ import subprocess
 from pathlib import Path
 
 from netvirt.errors import NetvirtError, UnsupportedError, UsageError
-from netvirt.topology.model import InterfaceSpec, Scenario
+from netvirt.kinds import KINDS
+from netvirt.scenario.model import InterfaceSpec, Scenario
 
 __all__ = ["render", "to_dot", "to_mermaid"]
-
-_DOT_SHAPES = {"veth": "ellipse", "bridge": "box3d", "tun": "cds", "tap": "cds",
-               "macvlan": "hexagon", "macvtap": "hexagon"}
-_MERMAID_SHAPES = {"veth": ('(["', '"])'), "bridge": ('[["', '"]]'), "tun": ('[/"', '"/]'),
-                   "tap": ('[/"', '"/]'), "macvlan": ('{{"', '"}}'), "macvtap": ('{{"', '"}}')}
-
 
 def _label_lines(i: InterfaceSpec) -> list[str]:
     lines = [i.name if i.kind == "veth" else f"{i.name} ({i.kind})"]
@@ -84,7 +79,7 @@ def to_dot(s: Scenario) -> str:
         for i in node.interfaces.values():
             style = ', style=filled, fillcolor="#eeeeee"' if i.kind == "bridge" else ""
             out.append(f"    {_q(str(i.endpoint))} [label={_qlines(_label_lines(i))}, "
-                       f"shape={_DOT_SHAPES.get(i.kind, 'box')}{style}];")
+                       f"shape={KINDS[i.kind].dot_shape if i.kind in KINDS else 'box'}{style}];")
         out.append("  }")
     attrs = {"link": "", "port": "style=bold, color=gray40", "parent": "style=dashed"}
     for a, b, kind, label in _edges(s):
@@ -113,7 +108,7 @@ def to_mermaid(s: Scenario) -> str:
         out.append(f'  subgraph node{n}["{_mq(_node_title(s, name))}"]')
         for i in node.interfaces.values():
             ident = ids[str(i.endpoint)] = f"if{len(ids)}"
-            left, right = _MERMAID_SHAPES.get(i.kind, ('["', '"]'))
+            left, right = KINDS[i.kind].mermaid if i.kind in KINDS else ('["', '"]')
             label = "<br/>".join(_mq(x) for x in _label_lines(i))
             out.append(f"    {ident}{left}{label}{right}")
         out.append("  end")

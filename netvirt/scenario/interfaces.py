@@ -3,29 +3,20 @@
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from netvirt.errors import Problem
-from netvirt.topology._checks import (
-    COMMON_KEYS,
-    KIND_KEYS,
-    MACVLAN_MODES,
+from netvirt.kinds import COMMON_KEYS, KINDS, MACVLAN_MODES
+from netvirt.scenario.checker import (
     At,
     Checker,
     describe,
     elsewhere_hints,
     kind_problem,
 )
-from netvirt.topology.model import Endpoint, InterfaceSpec, ProgramSpec
-
-#: Built-in programs when ``netvirt.programs`` cannot be imported yet.
-FALLBACK_PROGRAMS = ("sink", "responder", "udp-tunnel", "ipip-tunnel", "pcap")
-PYTHON_REF = re.compile(r"(?:[A-Za-z_][\w.]*|[^:\s]+\.py):[A-Za-z_][\w.]*")
-PROGRAM_KINDS = ("tun", "tap", "macvtap")
+from netvirt.scenario.model import Endpoint, InterfaceSpec, ProgramSpec
 
 
 @dataclass
@@ -50,17 +41,6 @@ class Draft:
                              place=self.at.path, **self.fields)
 
 
-def _registry() -> tuple[dict[str, Any], Any] | None:
-    """(built-in programs by name, the user-code program class or None), if importable."""
-    try:
-        from netvirt.programs import PROGRAMS  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    import netvirt.programs as programs
-
-    return dict(PROGRAMS), getattr(programs, "UserProgram", None)
-
-
 def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
     """Validate one ``interfaces:`` entry; None if its kind is unusable."""
     value = {} if at.value is None else at.value
@@ -73,7 +53,7 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
     if problem:
         ck.add(at.key("kind"), problem)
         return None
-    ck.mapping(at, COMMON_KEYS + KIND_KEYS[kind], f"a {kind} interface",
+    ck.mapping(at, COMMON_KEYS + KINDS[kind].keys, f"a {kind} interface",
                elsewhere=elsewhere_hints(kind))
     d = Draft(node, name, kind, at, declared=True)
     f = d.fields
@@ -84,7 +64,7 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
     if at.has("mtu"):
         f["mtu"] = ck.integer(at.key("mtu"), "mtu", 68, 65535)
     if at.has("mac"):
-        if kind == "tun":
+        if not KINDS[kind].ethernet:
             ck.add(at.key("mac"), "a tun has no MAC address (it carries IP packets, not "
                                   "Ethernet frames): remove mac, or use a tap")
         else:
@@ -99,7 +79,7 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
         _tuntap(ck, at, f)
     elif kind in ("macvlan", "macvtap"):
         _macvlan(ck, at, f, node)
-    if at.has("program") and kind in PROGRAM_KINDS:
+    if at.has("program") and KINDS[kind].program:
         f["program"] = check_program(ck, at.key("program"))
         if isinstance(at.value, dict) and at.value.get("persist") is True:
             ck.add(at.key("program"), "a persistent tun/tap is left to an external program (such as "
@@ -156,50 +136,24 @@ def _macvlan(ck: Checker, at: At, f: dict[str, Any], node: str) -> None:
                 ck.add(at.key("parent"), f"parent {text!r} must be IFNAME (same node) or "
                                          "NODE:IFNAME")
     if at.has("mode"):
-        f["mode"] = _or(ck.choice(at.key("mode"), "mode", MACVLAN_MODES), "bridge")
+        f["mode"] = _or(ck.choice(at.key("mode"), "mode", tuple(MACVLAN_MODES)), "bridge")
 
 
 def check_program(ck: Checker, at: At) -> ProgramSpec | None:
-    """``program: NAME``, ``{name: NAME, ...params}`` or ``{python: module:callable, ...}``."""
+    """``program: NAME``, ``{name: NAME, ...params}`` or ``{python: module:callable, ...}``.
+
+    The programs package holds the one registry and each program's own checks;
+    it is imported only for scenarios that run a program (it is pure, but not free).
+    """
     value = {"name": at.value} if isinstance(at.value, str) else at.value
     at = At(value, at.path, at.line)
     if not ck.mapping(at, _keys(value), "program"):
         return None
-    found = _registry()
-    registry, user = found if found is not None else (None, None)
-    known = sorted(registry) if registry is not None else list(FALLBACK_PROGRAMS)
-    params = {k: v for k, v in value.items() if k != "name"}
-    if "python" in value:
-        ref = value["python"]
-        if "name" in value:
-            ck.add(at.key("name"), "give either name (a built-in program) or python "
-                                   "(module:callable), not both")
-        if user is not None:
-            n = len(ck.problems)
-            _adopt(ck, user.check_params(params, at.path), at)
-            if len(ck.problems) > n:
-                return None
-        elif not isinstance(ref, str) or not PYTHON_REF.fullmatch(ref):
-            ck.add(at.key("python"), f"expected 'module:callable' (e.g. "
-                                     f"'mypkg.handlers:echo'), not {describe(ref)}")
-            return None
-        return ProgramSpec("python", params, at.path)
-    name = value.get("name")
-    if name is None:
-        ck.add(at.key("name"), f"a program needs a name (one of {', '.join(known)}) or "
-                               "python: module:callable")
-        return None
-    if not isinstance(name, str) or name not in known:
-        close = difflib.get_close_matches(str(name), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        ck.add(at.key("name"), f"unknown program {describe(name)}{hint} Built-in programs: "
-                               f"{', '.join(known)}; user code: python: module:callable")
-        return None
-    if registry is not None:
-        check = getattr(registry[name], "check_params", None)
-        if check is not None:
-            _adopt(ck, check(params, at.path), at)
-    return ProgramSpec(name, params, at.path)
+    from netvirt.programs import parse_program
+
+    spec, problems = parse_program(value, at.path)
+    _adopt(ck, problems, at)
+    return spec
 
 
 def _adopt(ck: Checker, problems: list[Problem], at: At) -> None:

@@ -14,6 +14,10 @@ Conventions:
   for a veth end without one, the ``mtu`` of its link.
 * Mappings are plain dicts so that ``dataclasses.asdict`` and ``copy`` work;
   treat them as read-only.
+* Steps carry typed parameters (``PingStep``, ``ConnectStep``, ...): validation
+  checks them once, the step runners read attributes, never string keys.
+* The names a lab gives the kernel (``netns_name``, ``lab_alias``) and the lab
+  name rule (``check_lab_name``) are pure, so they live here too.
 """
 
 from __future__ import annotations
@@ -23,23 +27,57 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from netvirt.errors import UsageError
+
 __all__ = [
     "IPAddress",
     "IPInterface",
     "IPNetwork",
+    "STEP_TYPES",
+    "ConnectStep",
+    "CountersStep",
     "Endpoint",
+    "ExecStep",
+    "FdbStep",
     "InterfaceSpec",
     "LinkSpec",
     "NodeSpec",
     "ProgramSpec",
     "RouteSpec",
+    "PingStep",
     "Scenario",
+    "StepParams",
     "StepSpec",
+    "WaitStep",
 ]
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def check_lab_name(lab: str) -> str:
+    """``lab`` if it is a valid lab name, else UsageError.
+
+    Every path under the state root is built from a lab name: an unchecked
+    one ("", ".", "/x") would point ``down`` at another directory.
+    """
+    from netvirt.scenario.checker import name_problem
+
+    problem = name_problem(lab, "lab name")
+    if problem:
+        raise UsageError(problem)
+    return lab
+
+
+def netns_name(lab: str, node: str) -> str:
+    """The network namespace of ``node`` in lab ``lab``."""
+    return f"nv-{lab}-{node}"
+
+
+def lab_alias(lab: str) -> str:
+    """The ifalias tag of the links a lab makes in the host namespace."""
+    return f"netvirt:{lab}"
 
 
 @dataclass(frozen=True, order=True)
@@ -74,12 +112,15 @@ class ProgramSpec:
 
     ``name`` is a built-in program (``sink``, ``responder``, ...) or ``python``
     for user code, in which case ``params["python"]`` is ``"module:callable"``.
-    ``params`` holds every key of the ``program:`` mapping except ``name``.
+    ``params`` holds every key of the ``program:`` mapping except ``name``;
+    ``config`` is the typed form of them that the program's own ``parse_params``
+    made at validation, if it has one (``netvirt.programs.parse_program``).
     """
 
     name: str
     params: Mapping[str, Any]
     place: str = ""
+    config: object = None
 
 
 @dataclass(frozen=True)
@@ -150,11 +191,82 @@ class LinkSpec:
 
 
 @dataclass(frozen=True)
+class PingStep:
+    """``ping``: every echo answered (``expect`` success) or none (failure)."""
+
+    src: str  # the node it is sent from (``from:``)
+    to: str  # an address
+    count: int = 3
+    expect: str = "success"  # success | failure
+    timeout: float = 1.0  # seconds to wait for each reply
+
+
+@dataclass(frozen=True)
+class ConnectStep:
+    """``connect``: TCP or UDP echo of ``bytes`` random bytes; netvirt listens on ``server``."""
+
+    src: str
+    to: str  # ADDR:PORT, [v6]:PORT
+    address: str
+    port: int
+    server: str  # the node that owns ``address``
+    proto: str = "tcp"  # tcp | udp
+    bytes: int = 1000
+    expect: str = "success"
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class ExecStep:
+    """``exec``: a shell command in a node, its exit status and optionally its stdout."""
+
+    node: str
+    cmd: str
+    exit: int = 0
+    stdout: str | None = None  # a regular expression searched in the output
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class CountersStep:
+    """``counters``: a program's counters reach exact values and/or minimums in ``timeout``."""
+
+    device: Endpoint
+    equals: Mapping[str, int] = field(default_factory=dict)
+    at_least: Mapping[str, int] = field(default_factory=dict)
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class FdbStep:
+    """``fdb``: ``bridge`` learned ``mac`` on ``port`` (an interface of the same node)."""
+
+    bridge: Endpoint
+    mac: str  # lowercase
+    port: str
+
+
+@dataclass(frozen=True)
+class WaitStep:
+    """``wait``: sleep."""
+
+    seconds: float
+
+
+StepParams = PingStep | ConnectStep | ExecStep | CountersStep | FdbStep | WaitStep
+#: step kind as written in scenarios -> its typed parameters
+STEP_TYPES: dict[str, type[StepParams]] = {
+    "ping": PingStep, "connect": ConnectStep, "exec": ExecStep, "counters": CountersStep,
+    "fdb": FdbStep, "wait": WaitStep,
+}
+
+
+@dataclass(frozen=True)
 class StepSpec:
-    """One check run by ``netvirt run``; ``params`` are normalised (see validate docs)."""
+    """One check run by ``netvirt run``: its kind and typed, validated parameters."""
 
     kind: str  # ping | connect | exec | counters | fdb | wait
-    params: Mapping[str, Any]
+    params: StepParams
     place: str = ""
     line: int | None = None
 
@@ -173,8 +285,6 @@ class Scenario:
 
     def with_name(self, name: str) -> Scenario:
         """The same scenario under another lab name (e.g. a unique one per test)."""
-        from netvirt.topology.state import check_lab_name
-
         return replace(self, name=check_lab_name(name))
 
     def interface(self, ep: Endpoint) -> InterfaceSpec:

@@ -1,7 +1,10 @@
-"""Validation of ``steps:``, producing :class:`StepSpec` with normalised params.
+"""Validation of ``steps:``, producing :class:`StepSpec` with typed params.
 
-Each step is a one-key mapping ``KIND: {params}``. Params after validation
-(defaults filled in; addresses as strings, endpoints as :class:`Endpoint`):
+Each step is a one-key mapping ``KIND: {params}``. Each ``_KIND`` method below
+collects the values (defaults filled in; addresses as strings, endpoints as
+:class:`Endpoint`), and :func:`_typed` turns them into the kind's dataclass
+of ``model.py`` (``from`` becomes ``src``, ``expect`` of exec becomes ``exit``
+and ``stdout``). As written in a scenario:
 
 ``ping``
     ``from`` NODE, ``to`` ADDRESS (str), ``count`` int (3), ``expect``
@@ -34,8 +37,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from netvirt.topology._checks import At, Checker, describe, suggest
-from netvirt.topology.model import Endpoint, InterfaceSpec, StepSpec
+from netvirt.scenario.checker import At, Checker, describe, suggest
+from netvirt.scenario.model import STEP_TYPES, Endpoint, InterfaceSpec, StepParams, StepSpec
 
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "ping": ("from", "to", "count", "expect", "timeout"),
@@ -92,7 +95,7 @@ class StepChecker:
         out: dict[str, Any] = getattr(self, f"_{kind}")(params)
         if len(self.ck.problems) > n:
             return None
-        return StepSpec(kind, out, at.path, at.line)
+        return StepSpec(kind, _typed(kind, out), at.path, at.line)
 
     # -- shared pieces -----------------------------------------------------------------
 
@@ -246,6 +249,17 @@ class StepChecker:
 
     def _wait(self, at: At) -> dict[str, Any]:
         return {"seconds": self.ck.number(at.key("seconds"), "seconds")}
+
+
+def _typed(kind: str, values: dict[str, Any]) -> StepParams:
+    """The checked values of one step as its typed parameters."""
+    v = dict(values)
+    if "from" in v:
+        v["src"] = v.pop("from")
+    if kind == "exec":
+        expect = v.pop("expect")
+        v["exit"], v["stdout"] = expect["exit"], expect["stdout"]
+    return STEP_TYPES[kind](**v)
 
 
 def _str_keys(value: Any) -> list[str]:

@@ -15,10 +15,9 @@ import ipaddress
 from typing import Any
 
 from netvirt.errors import ScenarioError
-from netvirt.topology._checks import At, Checker, describe, name_problem
-from netvirt.topology._ifaces import Draft, check_interface, cross_check
-from netvirt.topology._steps import StepChecker
-from netvirt.topology.model import (
+from netvirt.scenario.checker import At, Checker, describe, name_problem
+from netvirt.scenario.interfaces import Draft, check_interface, cross_check
+from netvirt.scenario.model import (
     Endpoint,
     InterfaceSpec,
     LinkSpec,
@@ -26,6 +25,7 @@ from netvirt.topology.model import (
     RouteSpec,
     Scenario,
 )
+from netvirt.scenario.steps import StepChecker
 
 __all__ = ["validate"]
 

@@ -8,9 +8,10 @@ and flushed before the kernel object exists:
     {"op": "netns-done", "name": "nv-lab-left", "ino": 4026532177}
     {"op": "link", "netns": null, "ifname": "nvx0", "alias": "netvirt:lab"}
 
-``down`` (also after ``kill -9``) replays the journal backwards and deletes a
-namespace only if its inode still matches the recorded one, and a host link
-only if it still carries the lab's alias; it never deletes anything else.
+The replay (:func:`remove_journalled_netns`, :func:`sweep_host_links`), used by
+teardown and by ``down`` (also after ``kill -9``), walks the journal backwards and
+deletes a namespace only if its inode still matches the recorded one, and a host
+link only if it still carries the lab's alias; it never deletes anything else.
 """
 
 from __future__ import annotations
@@ -19,38 +20,21 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netvirt.errors import NameTakenError, UsageError
+from netvirt.errors import NameTakenError, NoSuchObjectError
+from netvirt.netns import Namespace, netns_path, remove_netns
+from netvirt.scenario.model import check_lab_name, lab_alias
 
 STATE_ROOT = Path(os.environ.get("NETVIRT_STATE_DIR", "/run/netvirt"))
 
 
-def check_lab_name(lab: str) -> str:
-    """``lab`` if it is a valid lab name, else UsageError.
-
-    Every path under the state root is built from a lab name: an unchecked
-    one ("", ".", "/x") would point ``down`` at another directory.
-    """
-    from netvirt.topology._checks import name_problem
-
-    problem = name_problem(lab, "lab name")
-    if problem:
-        raise UsageError(problem)
-    return lab
-
-
 def lab_dir(lab: str, root: Path = STATE_ROOT) -> Path:
     return root / check_lab_name(lab)
-
-
-def lab_alias(lab: str) -> str:
-    return f"netvirt:{lab}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -167,24 +151,84 @@ def list_labs(root: Path = STATE_ROOT) -> list[str]:
         return []
 
 
-def stop_owner(lab: str, root: Path = STATE_ROOT, timeout: float = 10.0) -> bool:
-    """SIGTERM the live process that owns ``lab`` and wait for it. True if one was stopped.
+# --- replay: delete what the journal names, if it is still this lab's ------------------
 
-    Only the recorded process is signalled (same pid *and* start time: after a
-    kill -9 the pid may belong to someone else by now). If it does not exit in
-    time, EnvironmentProblem: its lab is not touched under its feet.
+
+@dataclass
+class DownReport:
+    lab: str
+    stopped_pid: bool = False
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    found: bool = True
+
+
+def remove_journalled_netns(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
+    """Remove each namespace the journal says this lab created, if it is still that one.
+
+    A namespace whose creation was cut short (an intent with no "done" record)
+    is removed only if it never got mounted (the empty file ``O_EXCL`` made);
+    a mounted one cannot be proven ours and is reported, not touched.
     """
-    info = read_info(lab, root)
-    pid = int(info.get("pid") or 0)
-    if not pid or pid == os.getpid() or not owner_alive(info):
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not owner_alive(info):
-            return True
-        time.sleep(0.05)
-    from netvirt.errors import EnvironmentProblem
+    entries = list(read_journal(lab, root))
+    done = {e.get("name") for e in entries if e.get("op") == "netns-done"}
+    for entry in reversed(entries):
+        if entry.get("op") == "netns" and entry.get("name") not in done:
+            _cut_short(entry["name"], report)
+        if entry.get("op") != "netns-done":
+            continue
+        name = entry["name"]
+        try:
+            ino = os.stat(netns_path(name)).st_ino
+        except FileNotFoundError:
+            continue
+        if ino != entry.get("ino"):
+            if report:
+                report.skipped.append(f"namespace {name} (not the one this lab created)")
+            continue
+        if remove_netns(name) and report:
+            report.namespaces.append(name)
 
-    raise EnvironmentProblem(f"lab {lab!r}: its process {pid} did not stop within {timeout:.0f} s "
-                             f"after SIGTERM; nothing was removed (try again, or stop pid {pid})")
+
+def _cut_short(name: str, report: DownReport | None) -> None:
+    path = netns_path(name)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not os.path.ismount(path) and st.st_size == 0:
+        os.unlink(path)  # O_EXCL made it, the bind mount never happened
+        if report:
+            report.namespaces.append(name)
+    elif report:
+        report.skipped.append(f"namespace {name} (its creation was interrupted, so it cannot be "
+                              f"proven this lab's: 'ip netns del {name}' removes it if it is)")
+
+
+async def sweep_host_links(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
+    """Delete the host-namespace links the journal names, if they carry this lab's tag."""
+    names = [e["ifname"] for e in read_journal(lab, root) if e.get("op") == "link" and e.get("netns") is None]
+    if not names:
+        return
+    tag = lab_alias(lab)
+    host = await Namespace.host()
+    try:
+        def sweep() -> None:
+            nl = host.netlink
+            for name in reversed(names):
+                index = nl.find(name)
+                if index is None:
+                    continue
+                if nl.link(index).alias != tag:
+                    if report:
+                        report.skipped.append(f"link {name} (not tagged {tag})")
+                    continue
+                with contextlib.suppress(NoSuchObjectError):
+                    nl.link_del(index)
+                if report:
+                    report.links.append(name)
+
+        await host.call(sweep)
+    finally:
+        await host.close()

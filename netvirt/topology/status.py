@@ -7,8 +7,8 @@ from typing import Any
 
 from netvirt.errors import NetvirtError
 from netvirt.netns import Namespace, netns_exists
-from netvirt.topology.builder import netns_name
-from netvirt.topology.state import STATE_ROOT, check_lab_name, lab_alias, list_labs, owner_alive, read_info
+from netvirt.scenario.model import check_lab_name, lab_alias, netns_name
+from netvirt.topology.journal import STATE_ROOT, list_labs, owner_alive, read_info
 
 
 async def collect(only: str | None = None) -> list[dict[str, Any]]:

@@ -1,6 +1,8 @@
 """Run a scenario's checks against a live topology and report PASS/FAIL.
 
-Parameters are those normalised by ``_steps.py`` (validation). The ping is
+Each runner takes the typed parameters that validation made
+(``netvirt.scenario.model``: ``PingStep``, ``ConnectStep``, ...). A failed
+check raises :class:`~netvirt.errors.StepFailed`. The ping is
 netvirt's own: a raw ICMP/ICMPv6 socket opened inside the ``from`` node,
 driven by the event loop, so no ``ping`` binary is needed.
 """
@@ -16,14 +18,23 @@ import re
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from netvirt.errors import NetvirtError
+from netvirt.devices.bridge import Bridge
+from netvirt.errors import NetvirtError, StepFailed
 from netvirt.packets import checksum
+from netvirt.scenario.model import (
+    ConnectStep,
+    CountersStep,
+    ExecStep,
+    FdbStep,
+    PingStep,
+    StepSpec,
+    WaitStep,
+)
 from netvirt.topology.builder import Topology
-from netvirt.topology.model import StepSpec
 
 
 @dataclass
@@ -37,10 +48,6 @@ class StepResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _Fail(Exception):
-    pass
 
 
 async def run_steps(topo: Topology, steps: tuple[StepSpec, ...] | None = None, *,
@@ -60,9 +67,9 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
     title = _title(step)
     t0 = time.perf_counter()
     try:
-        detail = await fn(topo, dict(step.params))
+        detail = await fn(topo, step.params)
         ok = True
-    except _Fail as exc:
+    except StepFailed as exc:
         ok, detail = False, str(exc)
     except (OSError, NetvirtError, KeyError) as exc:  # a failed check, not an aborted run
         ok, detail = False, f"{type(exc).__name__}: {exc}"
@@ -71,21 +78,21 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
 
 def _title(step: StepSpec) -> str:
     p = step.params
-    match step.kind:
-        case "ping":
-            return f"ping {p['from']} -> {p['to']} x{p['count']}" + (
-                " (expect failure)" if p["expect"] == "failure" else "")
-        case "connect":
-            return f"{p['proto']} {p['from']} -> {p['to']} {p['bytes']} B" + (
-                " (expect failure)" if p["expect"] == "failure" else "")
-        case "exec":
-            return f"exec {p['node']}: {p['cmd']}"
-        case "counters":
-            return f"counters {p['device']}"
-        case "fdb":
-            return f"fdb {p['bridge']} {p['mac']} on {p['port']}"
-        case "wait":
-            return f"wait {p['seconds']} s"
+    match p:
+        case PingStep():
+            return f"ping {p.src} -> {p.to} x{p.count}" + (
+                " (expect failure)" if p.expect == "failure" else "")
+        case ConnectStep():
+            return f"{p.proto} {p.src} -> {p.to} {p.bytes} B" + (
+                " (expect failure)" if p.expect == "failure" else "")
+        case ExecStep():
+            return f"exec {p.node}: {p.cmd}"
+        case CountersStep():
+            return f"counters {p.device}"
+        case FdbStep():
+            return f"fdb {p.bridge} {p.mac} on {p.port}"
+        case WaitStep():
+            return f"wait {p.seconds} s"
     return step.kind
 
 
@@ -147,25 +154,25 @@ async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: f
     return len(got), rtts
 
 
-async def _ping(topo: Topology, p: dict[str, Any]) -> str:
-    n, rtts = await ping(topo, p["from"], p["to"], count=p["count"], timeout=p["timeout"])
-    summary = f"{n}/{p['count']} replies"
+async def _ping(topo: Topology, p: PingStep) -> str:
+    n, rtts = await ping(topo, p.src, p.to, count=p.count, timeout=p.timeout)
+    summary = f"{n}/{p.count} replies"
     if rtts:
         summary += f", rtt avg {1000 * sum(rtts) / len(rtts):.2f} ms"
-    if p["expect"] == "success" and n != p["count"]:
-        raise _Fail(summary)
-    if p["expect"] == "failure" and n:
-        raise _Fail(f"{summary}; expected none")
+    if p.expect == "success" and n != p.count:
+        raise StepFailed(summary)
+    if p.expect == "failure" and n:
+        raise StepFailed(f"{summary}; expected none")
     return summary
 
 
 # -- connect --------------------------------------------------------------
-async def _connect(topo: Topology, p: dict[str, Any]) -> str:
-    addr, port, proto = p["address"], p["port"], p["proto"]
+async def _connect(topo: Topology, p: ConnectStep) -> str:
+    addr, port, proto = p.address, p.port, p.proto
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    payload = os.urandom(p["bytes"])
-    server = topo.node(p["server"])
-    client = topo.node(p["from"])
+    payload = os.urandom(p.bytes)
+    server = topo.node(p.server)
+    client = topo.node(p.src)
     loop = asyncio.get_running_loop()
     stype = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     lsock = await server.socket(fam, stype)
@@ -182,7 +189,7 @@ async def _connect(topo: Topology, p: dict[str, Any]) -> str:
             srv = asyncio.ensure_future(_udp_echo(loop, lsock))
             talk = _udp_client(loop, csock, (addr, port), payload)
         try:
-            echoed = await asyncio.wait_for(talk, p["timeout"])
+            echoed = await asyncio.wait_for(talk, p.timeout)
         finally:
             srv.cancel()
             await asyncio.gather(srv, return_exceptions=True)
@@ -195,10 +202,10 @@ async def _connect(topo: Topology, p: dict[str, Any]) -> str:
         lsock.close()
         if csock is not None:
             csock.close()
-    if p["expect"] == "success" and not ok:
-        raise _Fail(detail)
-    if p["expect"] == "failure" and ok:
-        raise _Fail(f"{detail}; expected no connection")
+    if p.expect == "success" and not ok:
+        raise StepFailed(detail)
+    if p.expect == "failure" and ok:
+        raise StepFailed(f"{detail}; expected no connection")
     return detail if ok else f"failed as expected ({detail})"
 
 
@@ -275,46 +282,49 @@ async def _udp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst:
 
 
 # -- exec, counters, fdb, wait ---------------------------------------------
-async def _exec(topo: Topology, p: dict[str, Any]) -> str:
-    res = await topo.node(p["node"]).exec(p["cmd"], timeout=p["timeout"])
-    want = p["expect"]
-    if res.returncode != want["exit"]:
+async def _exec(topo: Topology, p: ExecStep) -> str:
+    res = await topo.node(p.node).exec(p.cmd, timeout=p.timeout)
+    if res.returncode != p.exit:
         err = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
-        raise _Fail(f"exit {res.returncode}, expected {want['exit']}: {err[0][:200]}")
-    if want.get("stdout") and not re.search(want["stdout"], res.stdout):
-        raise _Fail(f"stdout does not match /{want['stdout']}/: {res.stdout.strip()[:200]!r}")
+        raise StepFailed(f"exit {res.returncode}, expected {p.exit}: {err[0][:200]}")
+    if p.stdout and not re.search(p.stdout, res.stdout):
+        raise StepFailed(f"stdout does not match /{p.stdout}/: {res.stdout.strip()[:200]!r}")
     return f"exit {res.returncode}"
 
 
-async def _counters(topo: Topology, p: dict[str, Any]) -> str:
-    ep = p["device"]
+async def _counters(topo: Topology, p: CountersStep) -> str:
+    ep = p.device
     prog = topo.program(ep.node, ep.ifname)
-    deadline = time.monotonic() + p["timeout"]
+    deadline = time.monotonic() + p.timeout
     while True:
         c = dict(prog.counters)
-        bad = [f"{k}={c.get(k, 0)} (want {v})" for k, v in p["equals"].items() if c.get(k, 0) != v]
-        bad += [f"{k}={c.get(k, 0)} (want >= {v})" for k, v in p["at_least"].items() if c.get(k, 0) < v]
+        bad = [f"{k}={c.get(k, 0)} (want {v})" for k, v in p.equals.items() if c.get(k, 0) != v]
+        bad += [f"{k}={c.get(k, 0)} (want >= {v})" for k, v in p.at_least.items() if c.get(k, 0) < v]
         if not bad or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
-    shown = ", ".join(f"{k}={c.get(k, 0)}" for k in {**p["equals"], **p["at_least"]})
+    shown = ", ".join(f"{k}={c.get(k, 0)}" for k in {**p.equals, **p.at_least})
     if bad:
-        raise _Fail("; ".join(bad))
+        raise StepFailed("; ".join(bad))
     return shown
 
 
-async def _fdb(topo: Topology, p: dict[str, Any]) -> str:
-    br = topo.device(p["bridge"].node, p["bridge"].ifname)
-    port = await br.learned(p["mac"])
-    if port != p["port"]:
-        raise _Fail(f"{p['mac']} learned on {port or 'no port'}, expected {p['port']}")
-    return f"{p['mac']} on {port}"
+async def _fdb(topo: Topology, p: FdbStep) -> str:
+    br = topo.device(p.bridge.node, p.bridge.ifname)
+    if not isinstance(br, Bridge):
+        raise StepFailed(f"{p.bridge} is not a bridge")
+    port = await br.learned(p.mac)
+    if port != p.port:
+        raise StepFailed(f"{p.mac} learned on {port or 'no port'}, expected {p.port}")
+    return f"{p.mac} on {port}"
 
 
-async def _wait(topo: Topology, p: dict[str, Any]) -> str:
-    await asyncio.sleep(p["seconds"])
-    return f"waited {p['seconds']} s"
+async def _wait(topo: Topology, p: WaitStep) -> str:
+    await asyncio.sleep(p.seconds)
+    return f"waited {p.seconds} s"
 
 
-_RUNNERS = {"ping": _ping, "connect": _connect, "exec": _exec, "counters": _counters,
-            "fdb": _fdb, "wait": _wait}
+_RUNNERS: dict[str, Callable[[Topology, Any], Awaitable[str]]] = {
+    "ping": _ping, "connect": _connect, "exec": _exec, "counters": _counters,
+    "fdb": _fdb, "wait": _wait,
+}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import unique
-from tests.helpers import ROOT
+from tests.kernel.helpers import ROOT
 
 
 def run_benchmark(module: str, *args: str, timeout: float = 90) -> tuple[dict[str, Any], str]:
@@ -72,8 +72,9 @@ def test_wire_smoke() -> None:
 def test_startup_smoke() -> None:
     doc, text = run_benchmark("startup")
     res = results(doc)
-    for name in ("python-pass", "netvirt-help", "netvirt-validate"):
+    for name in ("python-pass", "netvirt-help", "netvirt-validate", "netvirt-validate-star200"):
         assert res[f"startup-{name}"]["n"] == 1
     assert {t["name"] for t in doc["targets"]} == {"netvirt-help absolute",
-                                                     "netvirt-validate absolute"}
+                                                     "netvirt-validate absolute",
+                                                     "netvirt-validate-star200 absolute"}
     assert "RESULT startup-netvirt-help: median=" in text

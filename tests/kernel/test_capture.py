@@ -27,10 +27,10 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.utils import PcapReader, rdpcap
 
 import netvirt
-from netvirt.topology.state import read_info
+from netvirt.topology.journal import read_info
 from tests.conftest import unique
-from tests.helpers import ROOT, SCENARIOS, assert_lab_gone, netns_of_lab
-from tests.helpers import netvirt as nv
+from tests.kernel.helpers import ROOT, SCENARIOS, assert_lab_gone, netns_of_lab
+from tests.kernel.helpers import netvirt as nv
 
 pytestmark = pytest.mark.root
 

@@ -24,7 +24,7 @@ from netvirt.errors import (
 )
 from netvirt.netns import NETNS_DIR, Namespace
 from tests.conftest import unique
-from tests.test_devices_support import NewNs, ip_link, ip_link_names, nsname, nss
+from tests.kernel.devices_support import NewNs, ip_link, ip_link_names, nsname, nss
 
 __all__ = ["nss"]
 

@@ -10,7 +10,7 @@ from netvirt.devices import Macvlan, Veth
 from netvirt.errors import UsageError
 from netvirt.netns import Namespace
 from tests.conftest import unique
-from tests.test_devices_support import NewNs, info_data, ip_link, ip_link_names, nss, ping
+from tests.kernel.devices_support import NewNs, info_data, ip_link, ip_link_names, nss, ping
 
 __all__ = ["nss"]
 

@@ -14,7 +14,7 @@ from netvirt.devices._tuntap import IFF_VNET_HDR, get_flags
 from netvirt.netns import Namespace
 from netvirt.packetio import VNET_HDR_LEN
 from tests.conftest import unique
-from tests.test_devices_support import (
+from tests.kernel.devices_support import (
     ETH_P_TEST,
     NewNs,
     answer_forever,

@@ -14,7 +14,7 @@ import pytest
 from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError
 from netvirt.netns import NETNS_DIR, Namespace
 from tests.conftest import unique
-from tests.test_devices_support import NewNs, ip_link, nsname, nss, sh
+from tests.kernel.devices_support import NewNs, ip_link, nsname, nss, sh
 
 __all__ = ["nss"]  # the fixture, imported for pytest
 

@@ -15,7 +15,7 @@ from netvirt.devices._tuntap import IFF_MULTI_QUEUE, IFF_VNET_HDR, get_flags
 from netvirt.netns import Namespace
 from netvirt.packetio import VNET_HDR_LEN
 from tests.conftest import unique
-from tests.test_devices_support import (
+from tests.kernel.devices_support import (
     NewNs,
     echo_reply_for,
     info_data,

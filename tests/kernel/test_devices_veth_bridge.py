@@ -10,7 +10,7 @@ import pytest
 
 from netvirt.devices import Bridge, Tap, Veth
 from tests.conftest import unique
-from tests.test_devices_support import (
+from tests.kernel.devices_support import (
     ETH_P_ARP,
     ETH_P_IP,
     ETH_P_TEST,

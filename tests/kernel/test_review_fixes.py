@@ -16,10 +16,12 @@ import pytest
 import netvirt
 from netvirt._aio import complete
 from netvirt.errors import ScenarioError, UsageError
-from netvirt.topology.state import check_lab_name, process_start, stop_owner
+from netvirt.scenario.model import check_lab_name
+from netvirt.topology.down import stop_owner
+from netvirt.topology.journal import process_start
 from tests.conftest import unique
-from tests.helpers import ROOT, assert_lab_gone
-from tests.helpers import netvirt as cli
+from tests.kernel.helpers import ROOT, assert_lab_gone
+from tests.kernel.helpers import netvirt as cli
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "/", "/tmp", "a/../../b", "UPPER", "x" * 13])
@@ -99,7 +101,7 @@ links: [[a:eth0, b:eth0]]
 
 @pytest.mark.root
 def test_run_keep_ends_on_sigterm_with_the_steps_verdict() -> None:
-    from netvirt.topology.state import read_info
+    from netvirt.topology.journal import read_info
 
     lab = unique()
     proc = subprocess.Popen([sys.executable, "-m", "netvirt", "run", "scenarios/s1a-tun-sink.yaml",

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from tests.conftest import unique
-from tests.helpers import SCENARIOS, assert_lab_gone, netvirt
+from tests.kernel.helpers import SCENARIOS, assert_lab_gone, netvirt
 
 pytestmark = pytest.mark.root
 

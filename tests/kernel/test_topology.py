@@ -17,8 +17,8 @@ import netvirt
 from netvirt.topology import load
 from netvirt.topology.builder import Topology
 from tests.conftest import unique
-from tests.helpers import ROOT, SCENARIOS, assert_lab_gone, netns_of_lab
-from tests.helpers import netvirt as cli
+from tests.kernel.helpers import ROOT, SCENARIOS, assert_lab_gone, netns_of_lab
+from tests.kernel.helpers import netvirt as cli
 
 pytestmark = pytest.mark.root
 
@@ -174,7 +174,7 @@ def test_lab_name_in_use_exits_3() -> None:
 
 
 def _wait_ready(lab: str, timeout: float = 20) -> None:
-    from netvirt.topology.state import read_info
+    from netvirt.topology.journal import read_info
 
     deadline = time.monotonic() + timeout
     while not read_info(lab).get("ready"):

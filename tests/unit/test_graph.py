@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from netvirt.errors import UnsupportedError, UsageError
-from netvirt.topology import Scenario, load
-from netvirt.topology.graph import render, to_dot, to_mermaid
+from netvirt.scenario import Scenario, load
+from netvirt.scenario.graph import render, to_dot, to_mermaid
 
-DATA = Path(__file__).parent / "data" / "good"
+DATA = Path(__file__).parents[1] / "data" / "good"
 SCENARIOS = ["s4-tunnel.yaml", "every-kind.yaml", "star.py"]
 
 

@@ -9,7 +9,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from netvirt import _nlmsg
+from netvirt._netlink import encode as _nlmsg
 
 
 def decode(cls, msg: bytes):  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from netvirt.errors import ScenarioError
-from netvirt.topology import (
+from netvirt.scenario import (
     Endpoint,
     InterfaceSpec,
     Scenario,
@@ -26,8 +26,9 @@ from netvirt.topology import (
     load_text,
     validate,
 )
+from netvirt.scenario.model import ConnectStep, CountersStep, ExecStep, FdbStep, PingStep, WaitStep
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 EXPECT = re.compile(r"^# expect: (\d+) (\S+) ~ (.+)$")
 
 
@@ -63,14 +64,15 @@ def test_s4_short_and_long_links() -> None:
     assert route.via == ipaddress.ip_address("192.168.1.12") and route.dev is None
     assert s.nodes["right"].interfaces["eth0"].addresses[1].version == 6
     ping, tcp, udp6, counters = s.steps
-    assert ping.params == {"from": "left", "to": "192.168.1.12", "count": 3,
-                           "expect": "success", "timeout": 1.0}
+    assert ping.params == PingStep(src="left", to="192.168.1.12", count=3, expect="success",
+                                   timeout=1.0)
     assert (ping.place, ping.line) == ("steps[0]", 26)
-    assert tcp.params["server"] == "right" and tcp.params["port"] == 5000
-    assert tcp.params["bytes"] == 100000 and tcp.params["proto"] == "tcp"
-    assert udp6.params["address"] == "fd00:1::12" and udp6.params["to"] == "[fd00:1::12]:5000"
-    assert counters.params["device"] == Endpoint("left", "tun0")
-    assert counters.params["at_least"] == {"tun_rx": 3} and counters.params["equals"] == {}
+    assert isinstance(tcp.params, ConnectStep) and isinstance(udp6.params, ConnectStep)
+    assert tcp.params.server == "right" and tcp.params.port == 5000
+    assert tcp.params.bytes == 100000 and tcp.params.proto == "tcp"
+    assert udp6.params.address == "fd00:1::12" and udp6.params.to == "[fd00:1::12]:5000"
+    assert counters.params == CountersStep(device=Endpoint("left", "tun0"), equals={},
+                                           at_least={"tun_rx": 3}, timeout=counters.params.timeout)
 
 
 def test_every_kind_and_every_step() -> None:
@@ -98,13 +100,14 @@ def test_every_kind_and_every_step() -> None:
     assert [st.kind for st in s.steps] == ["ping", "connect", "exec", "counters", "fdb",
                                            "wait", "wait"]
     ping, connect, exec_, counters, fdb, wait1, wait2 = (st.params for st in s.steps)
-    assert ping["count"] == 4 and ping["timeout"] == 2.0
-    assert connect["expect"] == "failure" and connect["server"] == "hv"
-    assert exec_ == {"node": "net", "cmd": "ip -br link",
-                     "expect": {"exit": 0, "stdout": "uplink.*UP"}, "timeout": 30.0}
-    assert counters["equals"] == {"rx_icmp": 4} and counters["at_least"] == {"rx_packets": 4}
-    assert fdb == {"bridge": Endpoint("hv", "br0"), "mac": "52:54:00:12:34:56", "port": "eth0"}
-    assert wait1 == {"seconds": 0.5} and wait2 == {"seconds": 1.0}
+    assert isinstance(ping, PingStep) and isinstance(connect, ConnectStep)
+    assert isinstance(counters, CountersStep)
+    assert ping.count == 4 and ping.timeout == 2.0
+    assert connect.expect == "failure" and connect.server == "hv"
+    assert exec_ == ExecStep(node="net", cmd="ip -br link", exit=0, stdout="uplink.*UP", timeout=30.0)
+    assert counters.equals == {"rx_icmp": 4} and counters.at_least == {"rx_packets": 4}
+    assert fdb == FdbStep(bridge=Endpoint("hv", "br0"), mac="52:54:00:12:34:56", port="eth0")
+    assert wait1 == WaitStep(seconds=0.5) and wait2 == WaitStep(seconds=1.0)
 
 
 def test_python_scenario_with_params() -> None:
@@ -301,14 +304,10 @@ def test_many_errors_are_reported_at_once() -> None:
     assert str(info.value).count(f"{path}:") == len(lines)  # one line per problem
 
 
-# --- programs: the registry's own checks, and the fallback while it is absent ---------------
+# --- programs: the one registry's own checks ------------------------------------------------
 
 
 def test_program_params_checked_by_registry() -> None:
-    from netvirt.topology import _ifaces
-
-    if _ifaces._registry() is None:
-        pytest.skip("netvirt.programs has no PROGRAMS registry")
     got = problems_of("""
         name: t
         nodes:
@@ -327,12 +326,7 @@ def test_program_params_checked_by_registry() -> None:
     }
 
 
-@pytest.mark.parametrize("name", ["s4-tunnel.yaml", "every-kind.yaml"])
-def test_fallback_program_names(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    from netvirt.topology import _ifaces
-
-    monkeypatch.setattr(_ifaces, "_registry", lambda: None)
-    load(DATA / "good" / name)
+def test_program_names() -> None:
     with pytest.raises(ScenarioError) as info:
         load(DATA / "bad" / "unknown-program.yaml")
     assert [(p.line, p.path) for p in info.value.problems] == [
