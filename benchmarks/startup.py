@@ -11,7 +11,8 @@ Wall time, measured from this process around each child (spawn to exit), of
 
 run alternately (pass, help, validate, pass, ...) with this interpreter
 (``sys.executable``, so no pyenv or venv shim is counted), from the repository
-root. Each must exit 0. Needs no root and creates nothing.
+root. Each must exit 0. Needs no root and creates nothing. With ``--baseline DIR``
+the netvirt commands also run from another checkout, interleaved in the same rounds.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ COMMANDS = {
 TARGETS = {"netvirt-help": "< 0.05", "netvirt-validate": "< 0.1", "netvirt-validate-star200": "< 0.1"}
 
 
-def time_once(args: list[str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
-    env = {**os.environ, "PYTHONPATH": REPO}
+def time_once(args: list[str], repo: str = REPO) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    env = {**os.environ, "PYTHONPATH": repo}
     t0 = now()
-    res = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True)
+    res = subprocess.run([sys.executable, *args], cwd=repo, env=env, capture_output=True)
     return now() - t0, res
 
 
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     p = parser("start-up time of python -m netvirt vs python -c pass", runs=10)
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed rounds first, so the page cache is warm (default 1)")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="another checkout (e.g. 'git worktree add /tmp/v010 v0.1.0'): its netvirt "
+                        "commands run interleaved with these, reported as NAME@baseline")
     args = p.parse_args(argv)
     check_args(args)
     if args.smoke:
@@ -50,13 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     rep = Report("startup", json_mode=args.json)
     rep.log(f"== startup: {args.runs} runs each, {sys.executable}")
     rep.log(machine_line())
+    runs: dict[str, tuple[list[str], str]] = {k: (a, REPO) for k, a in COMMANDS.items()}
+    if args.baseline:
+        base = os.path.abspath(args.baseline)
+        runs.update({f"{k}@baseline": (a, base) for k, a in COMMANDS.items() if k != "python-pass"})
     for _ in range(args.warmup):
-        for a in COMMANDS.values():
-            time_once(a)
-    times: dict[str, list[float]] = {k: [] for k in COMMANDS}
+        for a, repo in runs.values():
+            time_once(a, repo)
+    times: dict[str, list[float]] = {k: [] for k in runs}
     for r in range(1, args.runs + 1):
-        for name, a in COMMANDS.items():
-            t, res = time_once(a)
+        for name, (a, repo) in runs.items():
+            t, res = time_once(a, repo)
             if res.returncode != 0:
                 rep.fail(f"{name} run {r}: exit {res.returncode}: "
                          f"{res.stderr.decode(errors='replace').strip()[-300:]}")
@@ -67,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in TARGETS:
         rep.ratio(f"{name}/python-pass", f"startup-{name}", "startup-python-pass")
         rep.target(f"{name} absolute", f"startup-{name}", TARGETS[name])
+    if args.baseline:
+        for name in TARGETS:
+            rep.ratio(f"{name}/baseline", f"startup-{name}", f"startup-{name}@baseline")
     return rep.finish()
 
 

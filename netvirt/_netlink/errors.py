@@ -2,8 +2,8 @@
 
 The one place where an errno becomes a :class:`~netvirt.errors.NetvirtError`
 carrying errno, operation, device, namespace and the kernel's extended-ack text.
-Netlink requests (``rtnl.py``), tun/tap ioctls and other kernel calls outside
-the seam (namespaces, captures, pcap files) all go through :func:`translate`.
+Netlink requests (``rtnl.py``), tun/tap ioctls, namespace mounts and sysctls
+(``netns.py``) and captures all go through :func:`translate` or :func:`to_netvirt`.
 """
 
 from __future__ import annotations
@@ -12,28 +12,28 @@ import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from netvirt._netlink.decode import PrNetlinkError
 from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError, UnsupportedError
 
 DeviceLabel = str | Callable[[], str] | None
 
 
 @contextmanager
-def translate(op: str, *, device: DeviceLabel = None, netns: str | None = None) -> Iterator[None]:
-    """Turn pyroute2 / OS errors into netvirt errors, naming op, device and namespace.
+def translate(op: str, *, device: DeviceLabel = None, netns: str | None = None,
+              hint: str | None = None) -> Iterator[None]:
+    """Turn OS errors (netlink answers, ioctls, mounts, /proc/sys) into netvirt errors,
+    naming op, device and namespace; ``hint`` is added to the kernel's text.
 
     ``device`` may be a callable: it is called only when an error is translated
-    (to look up the name of a link known by ifindex).
+    (to look up the name of a link known by ifindex). (pyroute2 only decodes for
+    netvirt, it never sends, so its NetlinkError cannot arise.)
     """
     try:
         yield
-    except PrNetlinkError as exc:
-        raise to_netvirt(exc.code, op, label(device), netns,
-                          str(exc.args[1]) if len(exc.args) > 1 else None) from None
     except OSError as exc:
         if exc.errno is None:
             raise
-        raise to_netvirt(exc.errno, op, label(device), netns, exc.strerror) from exc
+        detail = f"{exc.strerror} ({hint})" if hint else exc.strerror
+        raise to_netvirt(exc.errno, op, label(device), netns, detail) from exc
 
 
 def label(device: DeviceLabel) -> str | None:

@@ -5,7 +5,6 @@ verb returns the process exit code; the work is library code (``netvirt.scenario
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -55,6 +54,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     s = _load(args)
     n_if = sum(len(n.interfaces) for n in s.nodes.values())
     if args.json:
+        import json
+
         print(json.dumps({"ok": True, "name": s.name, "nodes": len(s.nodes), "interfaces": n_if,
                           "links": len(s.links), "steps": len(s.steps)}))
     else:

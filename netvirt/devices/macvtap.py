@@ -1,6 +1,6 @@
 """macvtap: a macvlan whose frames a program reads and writes on /dev/tapN.
 
-Theory of operation (PLATFORM.md section 3): the kernel names the character
+Theory of operation: the kernel names the character
 device ``/dev/tap<ifindex>``, and /dev is global while ifindexes are per
 namespace. A macvtap created inside a namespace with a small ifindex can
 collide with one in another namespace: only one of them gets the node. We

@@ -36,6 +36,7 @@ import time
 from typing import NamedTuple
 
 from netvirt.errors import EnvironmentProblem, KernelError, NoSuchObjectError, UsageError
+from netvirt.kinds import ifname_problem
 from netvirt.netns import Namespace, netns_path
 from netvirt.programs.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
 
@@ -109,8 +110,9 @@ async def capture(netns: str | None, ifname: str, path: str, *, count: int = 0,
     is gone, or cancellation (Ctrl-C: a normal end, not re-raised)."""
     if count < 0 or seconds < 0:
         raise UsageError("capture: --count and --seconds must not be negative")
-    if not ifname or len(ifname.encode()) > 15 or "/" in ifname or ifname.strip() != ifname:
-        raise UsageError(f"capture: {ifname!r} is not an interface name (1-15 bytes)")
+    problem = ifname_problem(ifname)
+    if problem:
+        raise UsageError(f"capture: {ifname!r} is not an interface name: it {problem}")
     sock, hatype, cooked = await _open(netns, ifname)
     try:
         ifindex = _ifindex(sock, ifname)

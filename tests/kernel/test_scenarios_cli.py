@@ -16,7 +16,7 @@ SCENARIO_FILES = sorted(p.name for p in SCENARIOS.iterdir() if p.suffix in (".ya
 
 
 def test_scenario_list_is_complete() -> None:
-    # the reference setups S1-S6 must ship (SETUPS.md)
+    # the reference setups S1-S6 must ship (README, the table of scenarios)
     for prefix in ("s1a", "s1b", "s2", "s3a", "s3b", "s3c", "s4", "s5", "s6"):
         assert any(f.startswith(prefix) for f in SCENARIO_FILES), f"no scenario for {prefix}"
 

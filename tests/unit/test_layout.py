@@ -75,3 +75,17 @@ def test_every_kind_has_a_driver_with_that_kind() -> None:
         cls = kind.driver_class()
         assert cls.kind == name, (name, cls)
         assert kind.phase in ("local", "link", "child")
+
+
+def test_netlink_seam_imports_only_the_pyroute2_modules_it_uses() -> None:
+    res = _python(
+        "import sys, netvirt._netlink, netvirt.devices\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith(('pyroute2.ndb', 'pyroute2.ipdb',\n"
+        "    'pyroute2.iproute', 'pyroute2.conntrack')))\n"
+        "assert not heavy, heavy\n"
+        "assert 'pyroute2' not in sys.modules  # the stand-in package is gone again\n"
+        "import pyroute2\n"  # and whoever imports pyroute2 later gets the real package
+        "from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg\n"
+        "from netvirt._netlink.decode import ifinfmsg as ours\n"
+        "assert pyroute2.IPRoute and ifinfmsg is ours\n")
+    assert res.returncode == 0, res.stderr

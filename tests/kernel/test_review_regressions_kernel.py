@@ -1,9 +1,8 @@
-"""Regressions for what the code review found: names, pids, cancellation, routes, exit codes."""
+"""Regressions found by the review of 0.1.0, kernel side: lab names checked before any path,
+IPv6 default routes, run --keep."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -14,11 +13,8 @@ from pathlib import Path
 import pytest
 
 import netvirt
-from netvirt._aio import complete
-from netvirt.errors import ScenarioError, UsageError
+from netvirt.errors import UsageError
 from netvirt.scenario.model import check_lab_name
-from netvirt.topology.down import stop_owner
-from netvirt.topology.journal import process_start
 from tests.conftest import unique
 from tests.kernel.helpers import ROOT, assert_lab_gone
 from tests.kernel.helpers import netvirt as cli
@@ -31,52 +27,6 @@ def test_lab_names_are_checked_before_any_path_is_built(bad: str) -> None:
     # before the check, `down ""` removed /run/netvirt itself and `down /tmp` removed /tmp
     res = cli("down", bad)
     assert res.returncode == 2 and "lab name" in res.stderr, res.stderr
-
-
-def test_host_node_cannot_change_routes_or_sysctls() -> None:
-    with pytest.raises(ScenarioError) as info:
-        netvirt.load_text("name: x\nnodes:\n  me:\n    host: true\n"
-                          "    sysctls: {net.ipv4.ip_forward: 1}\n")
-    assert "host node cannot set sysctls" in str(info.value)
-
-
-def test_persistent_tap_cannot_also_run_a_program() -> None:
-    with pytest.raises(ScenarioError) as info:
-        netvirt.load_text("name: x\nnodes:\n  n:\n    interfaces:\n"
-                          "      tap0: {kind: tap, persist: true, program: {name: sink}}\n")
-    assert "persistent tun/tap" in str(info.value)
-
-
-def test_down_never_signals_a_reused_pid(tmp_path: Path) -> None:
-    other = subprocess.Popen(["sleep", "30"])
-    try:
-        lab_dir = tmp_path / "lab1"
-        lab_dir.mkdir()
-        start = process_start(other.pid)
-        assert start is not None
-        (lab_dir / "lab.json").write_text(json.dumps({"lab": "lab1", "pid": other.pid,
-                                                       "pid_start": start + 1}))
-        assert stop_owner("lab1", tmp_path) is False  # same pid, another process: left alone
-        assert other.poll() is None
-    finally:
-        other.kill()
-        other.wait()
-
-
-async def test_complete_finishes_its_work_through_repeated_cancellation() -> None:
-    finished = asyncio.Event()
-
-    async def cleanup() -> None:
-        await asyncio.sleep(0.05)
-        finished.set()
-
-    task = asyncio.ensure_future(complete(cleanup()))
-    for _ in range(3):
-        await asyncio.sleep(0.005)
-        task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert finished.is_set()
 
 
 @pytest.mark.root
