@@ -59,7 +59,7 @@ _LAZY = {
     "Topology": "netvirt.topology.builder",
     "StepResult": "netvirt.topology.steps",
     "run_steps": "netvirt.topology.steps",
-    "ping": "netvirt.topology.steps",
+    "ping": "netvirt.topology.probes",
 }
 
 from netvirt.errors import (  # noqa: E402  (cheap: no third-party imports)
@@ -83,7 +83,8 @@ if TYPE_CHECKING:
     from netvirt.scenario.model import Scenario
     from netvirt.topology.builder import Topology
     from netvirt.topology.node import Node
-    from netvirt.topology.steps import StepResult, ping, run_steps
+    from netvirt.topology.probes import ping
+    from netvirt.topology.steps import StepResult, run_steps
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ Everything here owns or inspects kernel objects (the inert scenario is
 * ``journal.py``: the state record of a lab, written before each creation, and its replay;
 * ``down.py``: ``netvirt down``: stop a lab's process, then replay its journal;
 * ``steps.py``: the step runners (ping, connect, exec, counters, fdb, wait);
+* ``probes.py``: netvirt's own ping and the TCP/UDP echo the runners use;
 * ``capture.py``: AF_PACKET capture of an interface into a pcap file;
 * ``status.py``: what ``netvirt status`` shows, collected from state records and the kernel.
 
@@ -51,7 +52,7 @@ _LIVE = {
     "Node": "netvirt.topology.node",
     "ExecResult": "netvirt.topology.node",
     "StepResult": "netvirt.topology.steps",
-    "ping": "netvirt.topology.steps",
+    "ping": "netvirt.topology.probes",
     "run_step": "netvirt.topology.steps",
     "run_steps": "netvirt.topology.steps",
     "down_lab": "netvirt.topology.down",
@@ -77,7 +78,8 @@ if TYPE_CHECKING:
     from netvirt.topology.builder import Topology
     from netvirt.topology.down import down_lab
     from netvirt.topology.node import ExecResult, Node
-    from netvirt.topology.steps import StepResult, ping, run_step, run_steps
+    from netvirt.topology.probes import ping
+    from netvirt.topology.steps import StepResult, run_step, run_steps
 
 
 def __getattr__(name: str) -> Any:
