@@ -8,8 +8,9 @@ its ``check_params`` once, and keeps the result in a typed
 :class:`~netvirt.scenario.model.ProgramSpec` (a class may also offer
 ``parse_params(params, place) -> (config, problems)``: its typed ``config``
 then travels in ``ProgramSpec.config``). The builder (``topology/builder.py``)
-resolves the class with :func:`program_class` and constructs it with a
-:class:`ProgramContext` whose ``params`` are the mapping minus ``name``.
+takes the class by the spec's name (:func:`get_program`, or :class:`UserProgram`
+for ``python``) and constructs it with a :class:`ProgramContext` whose ``params``
+are the mapping minus ``name``. :func:`program_class` does the same from a raw mapping.
 """
 
 from __future__ import annotations
