@@ -26,7 +26,7 @@ def exec_argv(netns: str | None, argv: list[str], *, lab: str | None = None,
     if lab is None or node is None:
         return list(argv) if netns is None else ["ip", "netns", "exec", netns, *argv]
     from netvirt.procs.verb import exec_verb_argv
-    from netvirt.topology.state import lab_dir
+    from netvirt.topology.journal import lab_dir
 
     return exec_verb_argv(lab, node, netns, argv, lab_dir(lab))
 

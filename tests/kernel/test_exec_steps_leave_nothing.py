@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique
-from tests.helpers import ROOT, assert_lab_gone, netvirt
+from tests.kernel.helpers import ROOT, assert_lab_gone, netvirt
 
 pytestmark = pytest.mark.root
 

@@ -17,7 +17,7 @@ from netvirt.devices import Veth
 from netvirt.netns import Namespace
 from netvirt.procs import NodeView, Process, cgroup, parse_ready, pids, run_command, stop_journaled, wait_ready
 from tests.conftest import unique
-from tests.helpers import ROOT
+from tests.kernel.helpers import ROOT
 
 pytestmark = pytest.mark.root
 
