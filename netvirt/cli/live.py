@@ -77,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         topo = Topology(scenario, progress=progress)
         t0 = time.perf_counter()
         results: list[Any] = []
+        failures: list[str] = []
         build_s = teardown_s = 0.0
         try:
             try:
@@ -87,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.json:
                 output.built_line(topo, build_s)
             results = await run_steps(topo, on_result=None if args.json else output.step_line)
+            failures = topo.process_failures()  # a process that died while the lab ran fails the run
             if args.keep:
                 try:
                     await _stay_up(topo)
@@ -100,13 +102,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             t1 = time.perf_counter()
             await complete(topo.teardown())
             teardown_s = time.perf_counter() - t1
-        ok = all(r.ok for r in results)
+        ok = all(r.ok for r in results) and not failures
         if args.json:
             print(json.dumps({"lab": topo.lab, "ok": ok, "build_seconds": round(build_s, 4),
                               "teardown_seconds": round(teardown_s, 4),
-                              "steps": [r.as_dict() for r in results]}, indent=1))
+                              "steps": [r.as_dict() for r in results],
+                              "process_failures": failures}, indent=1))
         else:
-            output.summary(results, teardown_s)
+            for f in failures:
+                print(f"  FAIL  {f}")
+            output.summary(results, teardown_s, failures=len(failures))
         return 0 if ok else 1
 
     return _run_async(args, go)

@@ -36,8 +36,10 @@ class Progress:
 
 def built_line(topo: Any, seconds: float) -> None:
     n_if = sum(len(n.devices) for n in topo.nodes.values())
+    procs = len(topo.processes.procs) if getattr(topo, "processes", None) is not None else 0
+    extra = f", {procs} processes" if procs else ""
     print(f"lab {topo.lab}: built {len(topo.nodes)} nodes, {n_if} interfaces, "
-          f"{len(topo.programs)} programs in {seconds:.2f} s", flush=True)
+          f"{len(topo.programs)} programs{extra} in {seconds:.2f} s", flush=True)
 
 
 def step_line(r: Any) -> None:
@@ -45,10 +47,12 @@ def step_line(r: Any) -> None:
     print(f"  {mark}  {r.index:>2}  {r.title:<48} {r.detail}  ({r.seconds:.2f} s)", flush=True)
 
 
-def summary(results: list[Any], teardown_s: float) -> None:
+def summary(results: list[Any], teardown_s: float, failures: int = 0) -> None:
     passed = sum(1 for r in results if r.ok)
     failed = len(results) - passed
     verdict = "all checks passed" if not failed else f"{failed} check{'s' * (failed != 1)} FAILED"
+    if failures:
+        verdict += f", {failures} process{'es' * (failures != 1)} FAILED"
     print(f"{verdict} ({passed}/{len(results)}); torn down in {teardown_s:.2f} s")
 
 

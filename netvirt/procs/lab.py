@@ -19,38 +19,17 @@ import asyncio
 import contextlib
 import json
 import os
-import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from netvirt._aio import complete
 from netvirt.procs.launch import Journal, Process, ProcessError
 from netvirt.procs.ready import exit_reason, failure, wait_ready
-from netvirt.procs.spec import Ready, Stop
+from netvirt.procs.spec import ProcessSpec
 from netvirt.procs.view import NodeView
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """One ``processes:`` entry (inert). A string ``cmd`` runs through ``sh -c``."""
-
-    name: str
-    cmd: str | tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    ready: Ready | None = None
-    stop: Stop = field(default_factory=Stop)
-
-    @property
-    def argv(self) -> list[str]:
-        return ["sh", "-c", self.cmd] if isinstance(self.cmd, str) else list(self.cmd)
-
-    @property
-    def title(self) -> str:
-        return self.cmd if isinstance(self.cmd, str) else shlex.join(self.cmd)
 
 
 @dataclass

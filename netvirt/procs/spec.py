@@ -7,9 +7,10 @@ Python API (``node.start(cmd, ready={"tcp": 8080})``).
 from __future__ import annotations
 
 import re
+import shlex
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 READY_KINDS = ("exec", "tcp", "udp", "log", "file")
@@ -78,6 +79,26 @@ class Stop:
     timeout: float = 5.0
 
 
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One ``processes:`` entry (inert). A string ``cmd`` runs through ``sh -c``."""
+
+    name: str
+    cmd: str | tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    ready: Ready | None = None
+    stop: Stop = field(default_factory=Stop)
+
+    @property
+    def argv(self) -> list[str]:
+        return ["sh", "-c", self.cmd] if isinstance(self.cmd, str) else list(self.cmd)
+
+    @property
+    def title(self) -> str:
+        return self.cmd if isinstance(self.cmd, str) else shlex.join(self.cmd)
+
+
 def _port(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise SpecError(key, f"{value!r} is not a port number (1-65535)")
@@ -125,5 +146,5 @@ def parse_stop(data: Any) -> Stop:
                                                                     maximum=600.0))
 
 
-__all__ = ["MAX_TIMEOUT", "READY_KINDS", "Ready", "SpecError", "Stop", "duration", "parse_ready",
+__all__ = ["MAX_TIMEOUT", "READY_KINDS", "ProcessSpec", "Ready", "SpecError", "Stop", "duration", "parse_ready",
            "parse_stop", "signal_number"]

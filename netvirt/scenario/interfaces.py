@@ -48,6 +48,8 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
     if not isinstance(value, dict):
         ck.add(at, f"interface {name!r} must be a mapping of its settings, not {describe(value)}")
         return None
+    if name == "lo":
+        return _loopback(ck, node, at)
     kind = value.get("kind", "veth")
     problem = kind_problem(kind)
     if problem:
@@ -84,6 +86,21 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
         if isinstance(at.value, dict) and at.value.get("persist") is True:
             ck.add(at.key("program"), "a persistent tun/tap is left to an external program (such as "
                                       "qemu): netvirt cannot run a program on it too; drop persist or program")
+    return d
+
+
+def _loopback(ck: Checker, node: str, at: At) -> Draft | None:
+    """``lo``: the node's own loopback (always there, up); it may carry addresses only."""
+    if "kind" in at.value:
+        ck.add(at.key("kind"), "lo is the node's loopback, which every namespace has: it takes no "
+                               "kind, only addresses (e.g. a router's 10.255.0.1/32)")
+        return None
+    ck.mapping(at, ("addresses",), "the loopback lo")
+    d = Draft(node, "lo", "loopback", at, declared=True)
+    if at.has("addresses"):
+        pairs = _addresses(ck, at.key("addresses"))
+        d.fields["addresses"] = tuple(a for a, _ in pairs)
+        d.address_ats = [where for _, where in pairs]
     return d
 
 

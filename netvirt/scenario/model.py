@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from netvirt.errors import UsageError
+from netvirt.procs.spec import ProcessSpec
 
 __all__ = [
     "IPAddress",
@@ -39,12 +40,15 @@ __all__ = [
     "Endpoint",
     "ExecStep",
     "FdbStep",
+    "FileSpec",
     "InterfaceSpec",
     "LinkSpec",
     "NodeSpec",
     "ProgramSpec",
     "RouteSpec",
     "PingStep",
+    "ProcessSpec",
+    "Retry",
     "Scenario",
     "StepParams",
     "StepSpec",
@@ -168,9 +172,32 @@ class RouteSpec:
 
 
 @dataclass(frozen=True)
+class FileSpec:
+    """A file the node's processes and ``exec`` see under ``/etc/<path>``: inline
+    ``content``, or ``source``, a file (absolute path, resolved from the scenario's
+    directory at validation) read when the lab is built."""
+
+    path: str  # relative to /etc, e.g. frr/frr.conf
+    content: bytes | None = None
+    source: str | None = None
+    place: str = ""
+
+    def read(self) -> bytes:
+        if self.content is not None:
+            return self.content
+        assert self.source is not None
+        with open(self.source, "rb") as f:
+            return f.read()
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One node: a network namespace ``nv-<lab>-<node>``, or the machine's own
-    namespace when ``host`` is true (the only way a scenario touches it)."""
+    namespace when ``host`` is true (the only way a scenario touches it).
+
+    ``files``, ``private`` and ``processes`` are SPEC.md section 9: files under
+    its /etc, per-node directories over these paths, processes started after the
+    build (``netvirt.procs.spec.ProcessSpec``, pure data too)."""
 
     name: str
     interfaces: Mapping[str, InterfaceSpec]
@@ -178,6 +205,16 @@ class NodeSpec:
     sysctls: Mapping[str, str] = field(default_factory=dict)
     host: bool = False
     place: str = ""
+    files: Mapping[str, FileSpec] = field(default_factory=dict)
+    private: tuple[str, ...] = ()
+    processes: tuple[ProcessSpec, ...] = ()
+
+    def first_address(self) -> IPAddress | None:
+        """The address ``/etc/hosts`` names this node by: its first, in file order."""
+        for iface in self.interfaces.values():
+            for a in iface.addresses:
+                return a.ip
+        return None
 
 
 @dataclass(frozen=True)
@@ -262,6 +299,14 @@ STEP_TYPES: dict[str, type[StepParams]] = {
 
 
 @dataclass(frozen=True)
+class Retry:
+    """``retry: {for: 30s, every: 0.5s}``: repeat a failing step until it passes or time is up."""
+
+    seconds: float
+    every: float = 0.5
+
+
+@dataclass(frozen=True)
 class StepSpec:
     """One check run by ``netvirt run``: its kind and typed, validated parameters."""
 
@@ -269,6 +314,7 @@ class StepSpec:
     params: StepParams
     place: str = ""
     line: int | None = None
+    retry: Retry | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +328,7 @@ class Scenario:
     steps: tuple[StepSpec, ...] = ()
     source: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
+    hosts: bool = True  # each node's /etc/hosts names every node (SPEC.md section 9)
 
     def with_name(self, name: str) -> Scenario:
         """The same scenario under another lab name (e.g. a unique one per test)."""

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from netvirt.scenario.checker import At, Checker, describe, suggest
-from netvirt.scenario.model import STEP_TYPES, Endpoint, InterfaceSpec, StepParams, StepSpec
+from netvirt.scenario.model import STEP_TYPES, Endpoint, InterfaceSpec, Retry, StepParams, StepSpec
 
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "ping": ("from", "to", "count", "expect", "timeout"),
@@ -78,9 +78,14 @@ class StepChecker:
 
     def _step(self, at: At) -> StepSpec | None:
         v = at.value
+        retry = None
+        if isinstance(v, dict) and "retry" in v and len(v) == 2:
+            retry = self._retry(at.key("retry"))
+            at = At({k: x for k, x in v.items() if k != "retry"}, at.path, at.line)
+            v = at.value
         if not isinstance(v, dict) or len(v) != 1:
             self.ck.add(at, "a step is a mapping with one key, its kind, e.g. "
-                            "ping: {from: left, to: 10.0.0.2}")
+                            "ping: {from: left, to: 10.0.0.2} (and optionally retry: {for: 30s})")
             return None
         kind, params = next(at.items())
         if kind not in STEP_KEYS:
@@ -95,7 +100,21 @@ class StepChecker:
         out: dict[str, Any] = getattr(self, f"_{kind}")(params)
         if len(self.ck.problems) > n:
             return None
-        return StepSpec(kind, _typed(kind, out), at.path, at.line)
+        return StepSpec(kind, _typed(kind, out), at.path, at.line, retry)
+
+    def _retry(self, at: At) -> Retry | None:
+        """``retry: {for: 30s, every: 0.5s}`` (SPEC.md section 8)."""
+        if not self.ck.mapping(at, ("for", "every"), "retry", required=("for",)):
+            return None
+        from netvirt.procs.spec import SpecError, duration
+
+        try:
+            seconds = duration(at.value["for"], "for")
+            every = duration(at.value.get("every", 0.5), "every", maximum=60.0)
+        except SpecError as exc:
+            self.ck.add(at.key(exc.key), f"retry {exc}")
+            return None
+        return Retry(seconds, every)
 
     # -- shared pieces -----------------------------------------------------------------
 

@@ -25,12 +25,14 @@ from netvirt.scenario.model import (
     RouteSpec,
     Scenario,
 )
+from netvirt.scenario.processes import NODE_KEYS as PROCESS_NODE_KEYS
+from netvirt.scenario.processes import check_files, check_private, check_processes
 from netvirt.scenario.steps import StepChecker
 
 __all__ = ["validate"]
 
-TOP_KEYS = ("name", "description", "nodes", "links", "steps")
-NODE_KEYS = ("interfaces", "routes", "sysctls", "host")
+TOP_KEYS = ("name", "description", "nodes", "links", "steps", "hosts")
+NODE_KEYS = ("interfaces", "routes", "sysctls", "host", *PROCESS_NODE_KEYS)
 LINK_KEYS = ("endpoints", "mtu")
 ROUTE_KEYS = ("to", "via", "dev")
 
@@ -81,8 +83,12 @@ class _Validator:
         owners = {a.ip: i.node for ifaces in interfaces.values()
                   for i in ifaces.values() for a in i.addresses}
         steps = StepChecker(ck, interfaces, owners).check(root.key("steps"))
+        hosts = root.value.get("hosts", True)
+        if not isinstance(hosts, bool):
+            ck.add(root.key("hosts"), f"hosts must be true (each node's /etc/hosts names every node) "
+                                      f"or false, not {describe(hosts)}")
         return Scenario(name=str(name), description=description, nodes=nodes,
-                        links=tuple(links), steps=steps, source=ck.source)
+                        links=tuple(links), steps=steps, source=ck.source, hosts=hosts is not False)
 
     # -- nodes -------------------------------------------------------------------------
 
@@ -113,6 +119,9 @@ class _Validator:
                                              f"{hosts[0]!r} is already")
                 # a lab must leave the machine as it found it: netvirt deletes the links it
                 # makes there, but will not change (and have to restore) its routes or sysctls
+                if isinstance(node.value.get("interfaces"), dict) and "lo" in node.value["interfaces"]:
+                    ck.add(node.key("interfaces").key("lo"), "a host node cannot give lo addresses: "
+                                                           "that is the machine's own loopback")
                 for key in ("routes", "sysctls"):
                     if node.value.get(key):
                         ck.add(node.key(key), f"a host node cannot set {key}: they would change the "
@@ -142,6 +151,9 @@ class _Validator:
             sysctls=self._sysctls(at.key("sysctls")),
             host=value.get("host") is True,
             place=at.path,
+            files=check_files(self.ck, at.key("files")),
+            private=check_private(self.ck, at.key("private")),
+            processes=check_processes(self.ck, at.key("processes"), name),
         )
 
     # -- links -------------------------------------------------------------------------

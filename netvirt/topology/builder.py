@@ -25,11 +25,14 @@ from netvirt._aio import unwind
 from netvirt.devices import Device, Macvtap, Veth
 from netvirt.kinds import KINDS
 from netvirt.netns import Namespace, netns_path, require_root
-from netvirt.procs import NodeView, ProcessError, close_lab_cgroup, open_lab_cgroup
+from netvirt.procs.lab import LabProcesses
+from netvirt.procs.launch import ProcessError
+from netvirt.procs.stop import close_lab_cgroup, open_lab_cgroup
 from netvirt.programs import Program, ProgramContext, UserProgram, get_program
 from netvirt.scenario.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario, lab_alias, netns_name
 from netvirt.topology.journal import STATE_ROOT, LabState, remove_journalled_netns, sweep_host_links
 from netvirt.topology.node import Node
+from netvirt.topology.processes import add_loopback_addresses, node_files, start_processes
 
 #: kinds built in a node's local phase, masters (bridges) first: others may name them
 _LOCAL = sorted((k for k in KINDS.values() if k.phase == "local"), key=lambda k: not k.master)
@@ -88,6 +91,7 @@ class Topology:
         self._built = False
         self._torn_down = False
         self._cgroup: Any = None
+        self.processes: LabProcesses | None = None  # the lab's processes (SPEC.md section 9)
 
     def __repr__(self) -> str:
         return f"<Topology {self.lab} nodes={len(self.nodes)}>"
@@ -123,6 +127,8 @@ class Topology:
             "nodes": sorted(s.nodes), "host_nodes": sorted(n for n, spec in s.nodes.items() if spec.host)})
         try:
             self._cgroup = open_lab_cgroup(self.lab, self._state.record)  # every process of the lab
+            self.processes = LabProcesses(self._state.dir, journal=self._state.record,
+                                          cgroup_parent=self._cgroup)
             await self._phase(self._make_node, list(s.nodes.values()))
             await self._phase(self._make_local, list(s.nodes.values()))
             await self._phase(self._make_link, list(s.links))
@@ -130,6 +136,8 @@ class Topology:
             await self._phase(self._make_routes, list(s.nodes.values()))
             await self._phase(self._settle, list(s.nodes.values()))
             await self._start_programs()
+            if self.processes is not None:
+                await start_processes(self.processes, s, self._step)
         except BaseException as exc:
             await unwind(exc, self.teardown())
             raise
@@ -161,11 +169,15 @@ class Topology:
             self._state.record(op="netns", name=name)
             ns = await Namespace.create(name)
             self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
-        self.nodes[spec.name] = Node(spec.name, ns, view=NodeView(ns.name, cgroup_parent=self._cgroup),
-                                     journal=self._state.record)
+        assert self.processes is not None
+        view = self.processes.view(spec.name, ns.name, files=node_files(self.scenario, spec),
+                                   private=spec.private)
+        self.nodes[spec.name] = Node(spec.name, ns, view=view, journal=self._state.record,
+                                     procs=self.processes)
 
     async def _make_local(self, spec: NodeSpec) -> None:
         node = self.nodes[spec.name]
+        await add_loopback_addresses(node.ns, spec)
         for key, value in spec.sysctls.items():
             await node.sysctl(key, value)
         for kind in _LOCAL:
@@ -261,6 +273,10 @@ class Topology:
         self._devices.append(dev)
         node.devices[iface.name] = dev
 
+    def process_failures(self) -> list[str]:
+        """Processes that stopped on their own while the lab ran, each with its last log lines."""
+        return [str(f) for f in self.processes.failures()] if self.processes is not None else []
+
     def mark_ready(self) -> None:
         """Tell ``up --detach`` and ``status`` that the lab is built."""
         self._state.info["ready"] = True
@@ -290,6 +306,8 @@ class Topology:
             with contextlib.suppress(BaseException):
                 await task
         try:  # processes go before the namespaces they live in
+            if self.processes is not None:
+                await self.processes.close()
             await asyncio.gather(*(n.stop_jobs() for n in self.nodes.values()))
             report = await close_lab_cgroup(self._cgroup)
             if report.left:

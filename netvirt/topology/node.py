@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netvirt.devices import Device
 from netvirt.netns import Namespace
 from netvirt.procs.launch import Journal, Process
+from netvirt.procs.spec import Ready
 from netvirt.procs.view import NodeView
+
+if TYPE_CHECKING:
+    from netvirt.procs.lab import LabProcesses
 
 
 @dataclass(frozen=True)
@@ -35,13 +40,38 @@ class Node:
     """One node of a live topology (see ``Topology.node``)."""
 
     def __init__(self, name: str, ns: Namespace, *, view: NodeView | None = None,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None, procs: LabProcesses | None = None) -> None:
         self.name = name
         self.ns = ns
         self.devices: dict[str, Device] = {}
         self.view = view or NodeView(ns.name)  # how processes and exec enter the node
         self.jobs: list[Process] = []  # what exec'd commands left running, stopped by teardown
         self._journal = journal
+        self._procs = procs
+
+    @property
+    def processes(self) -> dict[str, Process]:
+        """This node's processes by name (the scenario's and those of :meth:`start`)."""
+        if self._procs is None:
+            return {}
+        return {name: p for (node, name), p in self._procs.procs.items() if node == self.name}
+
+    async def start(self, cmd: str | list[str], *, name: str | None = None,
+                    ready: Ready | Mapping[str, Any] | None = None, env: Mapping[str, Any] | None = None,
+                    cwd: str | None = None, stop: Mapping[str, Any] | None = None) -> Process:
+        """Start a process in this node as the scenario's ``processes:`` do, and wait until
+        ``ready`` holds (e.g. ``{"tcp": 8080}``); ProcessError with its last log lines if not.
+        Teardown stops it; ``await proc.stop()`` stops it sooner."""
+        from netvirt.procs.spec import ProcessSpec, parse_ready, parse_stop
+
+        if self._procs is None:
+            raise RuntimeError(f"node {self.name} belongs to no topology: use netvirt.procs.Process")
+        name = name or f"p{len(self.processes) + 1}"
+        spec = ProcessSpec(name, cmd if isinstance(cmd, str) else tuple(cmd),
+                           {k: str(v) for k, v in (env or {}).items()}, cwd,
+                           ready if isinstance(ready, Ready) or ready is None else parse_ready(ready),
+                           parse_stop(stop))
+        return await self._procs.start(self.name, spec)
 
     def __repr__(self) -> str:
         return f"<Node {self.name} netns={self.ns.label}>"

@@ -40,6 +40,7 @@ class StepResult:
     ok: bool
     detail: str
     seconds: float
+    attempts: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,17 +59,33 @@ async def run_steps(topo: Topology, steps: tuple[StepSpec, ...] | None = None, *
 
 
 async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult:
+    """Run one step; with ``retry``, again every ``every`` s until it passes or ``for`` s are spent."""
     fn = _RUNNERS[step.kind]
     title = _title(step)
     t0 = time.perf_counter()
-    try:
-        detail = await fn(topo, step.params)
-        ok = True
-    except StepFailed as exc:
-        ok, detail = False, str(exc)
-    except (OSError, NetvirtError, KeyError) as exc:  # a failed check, not an aborted run
-        ok, detail = False, f"{type(exc).__name__}: {exc}"
-    return StepResult(index, step.kind, title, ok, detail, time.perf_counter() - t0)
+    attempts = 0
+    while True:
+        attempts += 1
+        started = time.perf_counter()
+        try:
+            detail = await fn(topo, step.params)
+            ok = True
+        except StepFailed as exc:
+            ok, detail = False, str(exc)
+        except (OSError, NetvirtError, KeyError) as exc:  # a failed check, not an aborted run
+            ok, detail = False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        retry = step.retry
+        if ok or retry is None:
+            break
+        left = retry.seconds - (time.perf_counter() - t0)
+        if left <= 0:
+            break
+        await asyncio.sleep(max(0.0, min(retry.every - (time.perf_counter() - started), left)))
+    seconds = time.perf_counter() - t0
+    if step.retry is not None:
+        detail += (f" (after {attempts} attempts)" if ok else
+                   f" (still failing after {attempts} attempts in {seconds:.1f} s)") if attempts > 1 else ""
+    return StepResult(index, step.kind, title, ok, detail, seconds, attempts)
 
 
 def _title(step: StepSpec) -> str:

@@ -13,8 +13,9 @@ import pytest
 from netvirt.errors import UsageError
 from netvirt.netns import Namespace
 from netvirt.procs import ProcessError, parse_ready, pids
-from netvirt.procs.lab import LabProcesses, ProcessSpec, read_status
+from netvirt.procs.lab import LabProcesses, read_status
 from netvirt.procs.logs import find_log, follow
+from netvirt.procs.spec import ProcessSpec
 from tests.conftest import unique
 
 pytestmark = pytest.mark.root
