@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="lab name")
     sp.add_argument("node", help="node name")
     sp.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    sp = sub.add_parser("logs", help="show (or follow) a process's log: stdout and stderr")
+    sp.add_argument("name", help="lab name")
+    sp.add_argument("target", metavar="NODE[.NAME]", help="a node (its only process) or NODE.NAME")
+    sp.add_argument("-f", "--follow", action="store_true",
+                    help="keep printing what is appended, until Ctrl-C or the lab is gone")
     sp = sub.add_parser("capture", help="capture packets of an interface to a pcap file")
     sp.add_argument("name", help="lab name")
     sp.add_argument("node", help="node name")

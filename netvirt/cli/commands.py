@@ -16,7 +16,7 @@ from netvirt.errors import EnvironmentProblem, NoSuchObjectError, UsageError
 def dispatch(args: argparse.Namespace) -> int:
     """Run one verb. Those that need an event loop live in ``live.py``, imported only for them."""
     light: dict[str, Callable[[argparse.Namespace], int]] = {
-        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec,
+        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec, "logs": cmd_logs,
     }
     if args.verb in light:
         return light[args.verb](args)
@@ -103,3 +103,29 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return 127  # pragma: no cover
 
 
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """``logs LAB NODE[.NAME] [-f]``: a process's stdout and stderr (SPEC.md section 9)."""
+    from netvirt.procs.logs import find_log, follow
+    from netvirt.topology.journal import lab_dir, owner_alive, read_info
+
+    state = lab_dir(args.name)
+    if not state.is_dir():
+        raise EnvironmentProblem(f"no lab named {args.name!r} is up (see 'netvirt status')")
+    path = find_log(state, args.target)
+    out = sys.stdout.buffer
+    info = read_info(args.name)
+
+    def write(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+
+    try:
+        follow(path, write, keep_going=(lambda: state.is_dir() and owner_alive(info)) if args.follow
+               else (lambda: False))
+    except FileNotFoundError:
+        raise EnvironmentProblem(f"the log {path} is gone (lab {args.name!r} torn down?)") from None
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how -f ends
+    return 0

@@ -86,3 +86,10 @@ def status(labs: list[dict[str, Any]]) -> None:
                 if counters:
                     shown = " ".join(f"{k}={v}" for k, v in counters.items())
                     print(f"      program {i.get('program')}: {shown}")
+            for p in node.get("processes", []):
+                code = "" if p["returncode"] is None else f" exit {p['returncode']}"
+                n = p.get("members") or 0
+                more = f" ({n} processes)" if n > 1 or (n and p["returncode"] is not None) else ""
+                print(f"    process {p['name']:<12} {p['state']:<8} pid {p['pid']}{code}{more}  {p['cmd']}")
+        for f in lab.get("process_failures", []):
+            print(f"  FAILED {f}")

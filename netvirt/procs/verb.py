@@ -5,7 +5,7 @@ The verb's process is not the lab's owner: it joins the lab's cgroup itself
 enters the node's mount namespace through the anchor the owner recorded in
 ``nodes/<node>/anchor.json`` (pid and start time, checked *after* opening
 its namespace, so a reused pid is never entered). Without an anchor (nothing
-ran in the node yet, or a node without files) it is ``ip netns exec``.
+ran in the node yet) ``_enter.py`` makes the node's mounts for this one command.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from netvirt.procs import pids
 from netvirt.procs.stop import lab_cgroup
+from netvirt.procs.view import NodeView, helper_argv
 
 
 def _anchor_fd(node_dir: Path) -> int | None:
@@ -28,9 +29,10 @@ def _anchor_fd(node_dir: Path) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
-        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)  # inheritable: nsenter opens it
+        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
     except OSError:
         return None
+    os.set_inheritable(fd, True)  # nsenter opens it as /proc/self/fd/N
     if pids.start_time(pid) != start:  # the number is someone else's now
         os.close(fd)
         return None
@@ -48,6 +50,14 @@ def exec_verb_argv(lab: str, node: str, netns: str | None, argv: Sequence[str],
     if fd is not None:
         net = [f"--net=/run/netns/{netns}"] if netns else []
         return ["nsenter", *net, f"--mount=/proc/self/fd/{fd}", f"--wd={os.getcwd()}", "--", *argv]
+    node_dir = state_dir / "nodes" / node
+    try:  # no anchor (nothing ran in the node yet): make the node's mounts for this command only
+        rec = json.loads((node_dir / "view.json").read_text())
+        view = NodeView(rec["netns"], node_dir, private=tuple(rec["private"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        view = None
+    if view is not None:
+        return helper_argv(view.spec(), argv)
     if netns is None:
         return list(argv)
     return ["ip", "netns", "exec", netns, *argv]

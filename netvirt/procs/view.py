@@ -138,6 +138,10 @@ class NodeView:
         assert self.dir is not None
         self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         (self.dir / "mnt").mkdir(mode=0o700, exist_ok=True)
+        import json
+
+        # for the exec verb (another process), when the node has no anchor yet
+        (self.dir / "view.json").write_text(json.dumps({"netns": self.netns, "private": self.private}))
         for rel, content in (files or {}).items():
             self._place(rel, content)
         for i, target in enumerate(self.private):

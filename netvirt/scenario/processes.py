@@ -139,7 +139,7 @@ def _process(ck: Checker, at: At, node: str) -> ProcessSpec | None:
     v = at.value
     n = len(ck.problems)
     name = v.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if "name" in v and (not isinstance(name, str) or not _NAME.match(name)):
         ck.add(at.key("name"), f"process name {describe(name)} must match [a-z0-9][a-z0-9_-]* "
                                "(at most 32 characters): it names its log file")
     cmd = _cmd(ck, at.key("cmd"))

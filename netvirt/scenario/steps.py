@@ -32,6 +32,7 @@ and ``stdout``). As written in a scenario:
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -81,8 +82,9 @@ class StepChecker:
         retry = None
         if isinstance(v, dict) and "retry" in v and len(v) == 2:
             retry = self._retry(at.key("retry"))
-            at = At({k: x for k, x in v.items() if k != "retry"}, at.path, at.line)
-            v = at.value
+            v = copy.copy(v)  # keeps the file lines of its keys
+            del v["retry"]
+            at = At(v, at.path, at.line)
         if not isinstance(v, dict) or len(v) != 1:
             self.ck.add(at, "a step is a mapping with one key, its kind, e.g. "
                             "ping: {from: left, to: 10.0.0.2} (and optionally retry: {for: 30s})")
@@ -104,7 +106,7 @@ class StepChecker:
 
     def _retry(self, at: At) -> Retry | None:
         """``retry: {for: 30s, every: 0.5s}`` (SPEC.md section 8)."""
-        if not self.ck.mapping(at, ("for", "every"), "retry", required=("for",)):
+        if not self.ck.mapping(at, ("for", "every"), "retry", required=("for",)) or "for" not in at.value:
             return None
         from netvirt.procs.spec import SpecError, duration
 

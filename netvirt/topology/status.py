@@ -33,9 +33,16 @@ async def collect(only: str | None = None) -> list[dict[str, Any]]:
             ns_name = None if host else netns_name(lab, node)
             nodes.append({"name": node, "netns": ns_name,
                           "interfaces": await _interfaces(lab, node, ns_name, counters)})
+        from netvirt.procs.lab import read_status
+
+        procs = read_status(STATE_ROOT / lab)
+        for node in nodes:
+            node["processes"] = [{k: p.get(k) for k in ("name", "state", "pid", "returncode", "cmd",
+                                                        "members", "log")}
+                                 for p in procs["processes"] if p.get("node") == node["name"]]
         out.append({"lab": lab, "pid": info.get("pid"), "alive": owner_alive(info),
                     "ready": bool(info.get("ready")), "scenario": info.get("scenario"),
-                    "nodes": nodes})
+                    "nodes": nodes, "process_failures": procs.get("failures", [])})
     return out
 
 
