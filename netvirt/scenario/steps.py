@@ -80,6 +80,9 @@ class StepChecker:
     def _step(self, at: At) -> StepSpec | None:
         v = at.value
         retry = None
+        for key, line in getattr(v, "duplicates", []):
+            self.ck.add(At(None, f"{at.path}.{key}", line), f"duplicate key {key!r}: it appears more "
+                                                            "than once in the step")
         if isinstance(v, dict) and "retry" in v and len(v) == 2:
             retry = self._retry(at.key("retry"))
             v = copy.copy(v)  # keeps the file lines of its keys
