@@ -64,13 +64,27 @@ class LabProcesses:
 
     # -- views -----------------------------------------------------------
     def view(self, node: str, netns: str | None, *, files: Mapping[str, bytes] | None = None,
-             private: Sequence[str] = ()) -> NodeView:
-        """Make the node's directory (files, private dirs) and its view; once per node."""
+             private: Sequence[str] = (), links: Mapping[str, Path] | None = None,
+             eager: bool = True) -> NodeView:
+        """The node's view; its directory (files, private dirs) is made now, or with
+        ``eager`` False on first use (a node nothing runs in costs no file work at build:
+        on this machine's disk each directory costs ~1 ms)."""
         view = NodeView(netns, self.dir / "nodes" / node, private=tuple(private),
                         cgroup_parent=self._cgroup, label=node)
-        view.prepare(files or {})
+        if eager:
+            view.prepare(files or {}, links)
+        else:
+            view.pending = (dict(files or {}), dict(links or {}))
         self.views[node] = view
         return view
+
+    def shared_file(self, name: str, content: bytes) -> Path:
+        """A file written once for the lab that nodes' views hard-link (e.g. /etc/hosts)."""
+        path = self.dir / f"{name}.shared"
+        if not path.exists():
+            path.write_bytes(content)
+            os.chmod(path, 0o644)
+        return path
 
     def log_path(self, node: str, name: str) -> Path:
         return self.dir / "logs" / f"{node}.{name}.log"

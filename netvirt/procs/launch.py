@@ -117,6 +117,7 @@ async def _anchor(view: NodeView, journal: Journal | None) -> tuple[int, int] | 
     """The (pid, start) of the node's mount anchor, started on first use (views with a dir)."""
     if view.dir is None:
         return None
+    view.ensure()
     if view.lock is None:
         view.lock = asyncio.Lock()
     async with view.lock:

@@ -51,6 +51,11 @@ def exec_verb_argv(lab: str, node: str, netns: str | None, argv: Sequence[str],
         net = [f"--net=/run/netns/{netns}"] if netns else []
         return ["nsenter", *net, f"--mount=/proc/self/fd/{fd}", f"--wd={os.getcwd()}", "--", *argv]
     node_dir = state_dir / "nodes" / node
+    shared = state_dir / "hosts.shared"
+    if not (node_dir / "view.json").exists() and shared.exists():
+        # a node nothing ran in yet: its view was left for its first use (the lab's hosts only)
+        with contextlib.suppress(OSError):
+            NodeView(netns, node_dir).prepare(links={"hosts": shared})
     try:  # no anchor (nothing ran in the node yet): make the node's mounts for this command only
         rec = json.loads((node_dir / "view.json").read_text())
         view = NodeView(rec["netns"], node_dir, private=tuple(rec["private"]))

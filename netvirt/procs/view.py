@@ -68,6 +68,7 @@ class NodeView:
     cgroup_parent: Path | None = None  # where each launch's cgroup is made
     label: str = "node"  # for messages and cgroup names
     anchor: Any = field(default=None, repr=False)  # the anchor Process, once started
+    pending: Any = field(default=None, repr=False)  # (files, links) to prepare on first use
     lock: Any = field(default=None, repr=False)  # asyncio.Lock: one anchor start at a time
 
     @property
@@ -131,13 +132,30 @@ class NodeView:
             return str(etc / path[5:])
         return path
 
-    # -- preparing (the lab's owner, at build) ------------------------------
-    def prepare(self, files: Mapping[str, bytes] | None = None) -> None:
-        """Create the node's directory: its files, its private dirs (owner and mode of the
-        path each covers), the scratch mount point. Raises OSError (with the path)."""
+    # -- preparing (the lab's owner, at build or on first use) --------------
+    def ensure(self) -> None:
+        """Prepare the node's directory now if that was left for its first use."""
+        if self.pending is not None:
+            files, links = self.pending
+            self.pending = None
+            self.prepare(files, links)
+
+    def prepare(self, files: Mapping[str, bytes] | None = None,
+                links: Mapping[str, Path] | None = None) -> None:
+        """Create the node's directory: its files (``links``: hard links to files shared by
+        all nodes, e.g. /etc/hosts), its private dirs (owner and mode of the path each
+        covers), the scratch mount point. Raises OSError (with the path)."""
         assert self.dir is not None
         self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         (self.dir / "mnt").mkdir(mode=0o700, exist_ok=True)
+        for rel, src in (links or {}).items():
+            if "/" in rel:
+                self._place(rel, src.read_bytes())
+                continue
+            (self.dir / "etc").mkdir(mode=0o755, exist_ok=True)
+            dest = self.dir / "etc" / rel
+            if not dest.exists():  # the exec verb may have made it first
+                os.link(src, dest)
         import json
 
         # for the exec verb (another process), when the node has no anchor yet

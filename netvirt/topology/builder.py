@@ -32,7 +32,7 @@ from netvirt.programs import Program, ProgramContext, UserProgram, get_program
 from netvirt.scenario.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario, lab_alias, netns_name
 from netvirt.topology.journal import STATE_ROOT, LabState, remove_journalled_netns, sweep_host_links
 from netvirt.topology.node import Node
-from netvirt.topology.processes import add_loopback_addresses, node_files, start_processes
+from netvirt.topology.processes import add_loopback_addresses, lab_hosts, node_files, start_processes
 
 #: kinds built in a node's local phase, masters (bridges) first: others may name them
 _LOCAL = sorted((k for k in KINDS.values() if k.phase == "local"), key=lambda k: not k.master)
@@ -92,6 +92,7 @@ class Topology:
         self._torn_down = False
         self._cgroup: Any = None
         self.processes: LabProcesses | None = None  # the lab's processes (SPEC.md section 9)
+        self._hosts: Any = None  # the lab's /etc/hosts, hard-linked into every node's view
 
     def __repr__(self) -> str:
         return f"<Topology {self.lab} nodes={len(self.nodes)}>"
@@ -170,8 +171,14 @@ class Topology:
             ns = await Namespace.create(name)
             self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
         assert self.processes is not None
+        links = {}
+        if self.scenario.hosts and "hosts" not in spec.files:
+            if self._hosts is None:
+                self._hosts = self.processes.shared_file("hosts", lab_hosts(self.scenario))
+            links["hosts"] = self._hosts
         view = self.processes.view(spec.name, ns.name, files=node_files(self.scenario, spec),
-                                   private=spec.private)
+                                   private=spec.private, links=links,
+                                   eager=bool(spec.files or spec.private or spec.processes))
         self.nodes[spec.name] = Node(spec.name, ns, view=view, journal=self._state.record,
                                      procs=self.processes)
 

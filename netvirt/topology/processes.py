@@ -21,8 +21,16 @@ if TYPE_CHECKING:
     from netvirt.procs.lab import LabProcesses
 
 
+def lab_hosts(scenario: Scenario) -> bytes:
+    """The /etc/hosts of the lab's nodes: every node by its first address."""
+    entries = [(n, str(a) if (a := s.first_address()) is not None else None)
+               for n, s in scenario.nodes.items()]
+    return hosts_file(entries)
+
+
 def node_files(scenario: Scenario, spec: NodeSpec) -> dict[str, bytes]:
-    """The files the node sees under /etc: its ``files:``, and /etc/hosts naming every node."""
+    """The files the node sees under /etc from its ``files:`` (the lab's /etc/hosts comes
+    as one shared file, see ``lab_hosts``)."""
     out = {}
     for rel, f in spec.files.items():
         try:
@@ -30,10 +38,6 @@ def node_files(scenario: Scenario, spec: NodeSpec) -> dict[str, bytes]:
         except OSError as exc:
             raise EnvironmentProblem(f"{scenario.source or '<scenario>'}: {f.place}: cannot read "
                                      f"{f.source}: {exc.strerror}") from exc
-    if scenario.hosts and "hosts" not in out:
-        entries = [(n, str(a) if (a := s.first_address()) is not None else None)
-                   for n, s in scenario.nodes.items()]
-        out["hosts"] = hosts_file(entries)
     return out
 
 
@@ -74,4 +78,4 @@ async def start_processes(procs: LabProcesses, scenario: Scenario, step: object 
         raise first from None
 
 
-__all__ = ["add_loopback_addresses", "node_files", "start_processes"]
+__all__ = ["add_loopback_addresses", "lab_hosts", "node_files", "start_processes"]

@@ -78,3 +78,11 @@ def test_startup_smoke() -> None:
                                                      "netvirt-validate absolute",
                                                      "netvirt-validate-star200 absolute"}
     assert "RESULT startup-netvirt-help: median=" in text
+
+
+@pytest.mark.root
+def test_frr_ring_smoke() -> None:
+    doc, text = run_benchmark("frr_ring")
+    r = results(doc)
+    assert 0 < r["ring-build"]["median"] < r["ring-first-full-ping"]["median"] < 60
+    assert "RESULT ring-first-full-ping" in text

@@ -25,7 +25,7 @@ def test_the_shipped_frr_ring_reads_as_the_model_says() -> None:
     assert frr.ready == Ready("exec", "vtysh -c 'show ip ospf'", 30.0, 0.1)
     assert frr.stop == Stop(15, 5.0)
     assert s.hosts is True and str(r1.first_address()) == "10.255.0.1"
-    assert s.steps[0].retry == Retry(60.0, 0.2) and s.steps[7].retry is None
+    assert s.steps[0].retry == Retry(60.0, 0.2) and s.steps[8].retry is None
 
 
 def test_inline_files_argv_commands_env_and_no_hosts() -> None:
