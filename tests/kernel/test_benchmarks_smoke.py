@@ -86,3 +86,10 @@ def test_frr_ring_smoke() -> None:
     r = results(doc)
     assert 0 < r["ring-build"]["median"] < r["ring-first-full-ping"]["median"] < 60
     assert "RESULT ring-first-full-ping" in text
+
+
+@pytest.mark.root
+def test_exec_smoke() -> None:
+    doc, _ = run_benchmark("exec")
+    r = results(doc)
+    assert 0 < r["exec-launcher-uvloop"]["median"] < 5 and 0 < r["exec-ipnetns-asyncio"]["median"] < 5
