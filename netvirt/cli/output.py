@@ -60,6 +60,8 @@ def down_line(rep: Any) -> None:
     parts = []
     if rep.stopped_pid:
         parts.append("stopped its process")
+    if getattr(rep, "processes", None):
+        parts.append(f"stopped {len(rep.processes)} of its processes left running")
     if rep.namespaces:
         parts.append(f"removed {len(rep.namespaces)} namespaces")
     if rep.links:
