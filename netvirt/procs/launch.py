@@ -2,17 +2,21 @@
 
 Theory of operation
 -------------------
-A launch is ``subprocess.Popen`` of ``_enter.py`` (see there) with
-``close_fds=True`` and ``start_new_session=True``: the child gets exactly
-stdin, stdout, stderr and the status pipe, whatever the event loop keeps open
-(uvloop's own ``subprocess_exec`` leaked the loop's sockets into children),
-and runs in a session and process group of its own. The loop never waits on
-the child in a thread: the status pipe (EOF: the command was exec'd; bytes:
-why it could not be) and a pidfd (readable: the process exited) are watched
-with ``add_reader``, which works the same on asyncio and uvloop.
+A launch is ``subprocess.Popen`` with ``close_fds=True`` and
+``start_new_session=True``: the child gets exactly stdin, stdout and stderr,
+whatever the event loop keeps open (uvloop's own ``subprocess_exec`` leaked
+the loop's sockets into children), and runs in a session and process group of
+its own. The child is ``sh -c GATE`` (``gate.py``): it waits on its stdin (a
+pipe) until the parent has written its pid into its cgroup, then execs
+``nsenter`` into the node's network namespace and the mount namespace the
+node's *anchor* holds (``_enter.py``, started once per node), or ``ip netns
+exec`` for a node without a directory, and so becomes the command: same pid,
+same start time as journaled. The loop never waits on a child in a thread: a
+pidfd (readable: the process exited) is watched with ``add_reader``, which
+works the same on asyncio and uvloop.
 
 Each launch gets a cgroup of its own (``cgroup.py``), journaled before it is
-made: the process joins it before it can fork, so daemons that double-fork and
+made: the process is in it before it can fork, so daemons that double-fork and
 ``setsid`` (FRR, dnsmasq) stay findable; ``stop`` signals every member through
 a pidfd (never a reused pid), waits, then ``cgroup.kill``. Without cgroup v2
 the process group stands in (members that left it are not found then).
@@ -29,7 +33,6 @@ import functools
 import itertools
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -40,37 +43,11 @@ from typing import IO, Any
 from netvirt._aio import complete
 from netvirt.errors import NetvirtError
 from netvirt.procs import cgroup, pids
+from netvirt.procs.gate import GATE, check_command, read_to_eof
 from netvirt.procs.view import NodeView, helper_argv
 
 Journal = Callable[..., None]
 _seq = itertools.count(1)
-
-
-#: the first program of every launch: waits (on stdin) until the parent has put it in its
-#: cgroup, then becomes the command with its real stdin and cwd (``NETVIRT_IN``, ``NETVIRT_CWD``)
-GATE = ('read _ || exit 125; i=$NETVIRT_IN; d=$NETVIRT_CWD; unset NETVIRT_IN NETVIRT_CWD; '
-        '[ -z "$d" ] || cd "$d" || exit 126; exec "$@" < "$i"')
-
-
-def _check_command(name: str, view: NodeView, argv: Sequence[str], env: Mapping[str, str] | None,
-                   cwd: str | None) -> None:
-    """ProcessError now for a command that cannot run (its exit code would look like its own)."""
-    if not argv:
-        raise ProcessError(f"{name}: an empty command")
-    prog = argv[0]
-    if "/" in prog:
-        path = view.host_path(prog)
-        if not os.path.exists(path):
-            raise ProcessError(f"{name}: cannot start {prog!r}: No such file or directory")
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
-            raise ProcessError(f"{name}: cannot start {prog!r}: Permission denied (not an executable file)")
-    else:
-        search = (env if env is not None else os.environ).get("PATH", os.defpath)
-        if shutil.which(prog, path=search) is None:
-            raise ProcessError(f"{name}: cannot start {prog!r}: No such file or directory "
-                               f"(not in PATH {search})")
-    if cwd is not None and not os.path.isdir(view.host_path(cwd)):
-        raise ProcessError(f"{name}: cannot start {prog!r} in {cwd!r}: No such file or directory")
 
 
 class ProcessError(NetvirtError):
@@ -81,36 +58,6 @@ class ProcessError(NetvirtError):
 
 def _leaf_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] + f"-{next(_seq)}"
-
-
-async def _read_to_eof(fd: int) -> bytes:
-    """Everything written to a pipe until its last writer closes it (without blocking the loop)."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    done: asyncio.Future[None] = loop.create_future()
-    data = bytearray()
-
-    def readable() -> None:
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                chunk = b""
-            if not chunk:
-                loop.remove_reader(fd)
-                if not done.done():
-                    done.set_result(None)
-                return
-            data.extend(chunk)
-
-    loop.add_reader(fd, readable)
-    try:
-        await done
-    finally:
-        loop.remove_reader(fd)
-    return bytes(data)
 
 
 async def _anchor(view: NodeView, journal: Journal | None) -> tuple[int, int] | None:
@@ -173,7 +120,7 @@ class Process:
         ProcessError if the command cannot be started (not found, no such cwd).
         """
         if not hold:
-            _check_command(name, view, argv, env, cwd)
+            check_command(name, view, argv, env, cwd)
         anchor = None if hold else await _anchor(view, journal)
         proc = cls(name, argv, view, log=log, journal=journal)
         await proc._spawn(stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd, session=session,
@@ -241,7 +188,7 @@ class Process:
             os.close(w)
             self._record(op="proc-pid", name=self.name, pid=self.pid, start=self.start_time, pgid=self.pgid)
             try:
-                failure = await _read_to_eof(r)
+                failure = await read_to_eof(r)
             except BaseException as exc:
                 await complete(self.kill())
                 raise exc
