@@ -1,7 +1,9 @@
-"""Enter a node, then exec a command: the first program of every process netvirt starts.
+"""Make a node's mounts: the node's mount anchor (``hold``), or one command's own view.
 
-Run as ``python3 -I -S _enter.py SPEC_JSON CMD ARGS...`` by the launcher (and
-by the ``exec`` verb). Standalone on purpose: stdlib only, no netvirt import,
+Run as ``python3 -I -S _enter.py SPEC_JSON CMD ARGS...``: by the launcher, once
+per node, with ``hold`` (the anchor, whose mount namespace every later launch
+enters with ``nsenter``); and by the ``exec`` verb for a node with no anchor yet
+(then it makes the mounts for that one command and execs it). Standalone on purpose: stdlib only, no netvirt import,
 so it starts in ~10 ms and works from a worktree as well as from an install.
 
 Why a program and not ``preexec_fn``: the namespaces a child needs can only

@@ -2,13 +2,16 @@
 
 A node's directory (under the lab's state directory) holds::
 
-    etc/            the node's files, laid over the machine's /etc (an overlay per launch)
+    etc/            the node's files, laid over the machine's /etc (an overlay)
     private/N-PATH  one empty directory per ``private:`` path, bind-mounted over it
-    mnt/            a mount point for the per-launch tmpfs (upper layers of the overlays)
+    mnt/            a mount point for a tmpfs (the overlays' upper layers)
+    view.json       netns and private paths, for the exec verb (another process)
+    anchor.json     pid and start time of the node's mount anchor, once it runs
 
-Nothing here is mounted in the machine's mount namespace: every mount happens
-in the private mount namespace of a launch (``_enter.py``) and dies with its
-last process. Teardown therefore only removes plain files and directories.
+Nothing here is mounted in the machine's mount namespace: the mounts are made
+by the node's anchor (``_enter.py``) in a mount namespace of its own, which
+every launch in the node enters, and die with its last process. Teardown
+therefore only removes plain files and directories.
 """
 
 from __future__ import annotations
