@@ -3,8 +3,9 @@
 Run as ``python3 -I -S _enter.py SPEC_JSON CMD ARGS...``: by the launcher, once
 per node, with ``hold`` (the anchor, whose mount namespace every later launch
 enters with ``nsenter``); and by the ``exec`` verb for a node with no anchor yet
-(then it makes the mounts for that one command and execs it). Standalone on purpose: stdlib only, no netvirt import,
-so it starts in ~10 ms and works from a worktree as well as from an install.
+(then it makes the mounts for that one command and execs it). Standalone on
+purpose: stdlib only, no netvirt import, so it starts in ~10 ms and works from a
+worktree as well as from an install.
 
 Why a program and not ``preexec_fn``: the namespaces a child needs can only
 be entered by a single-threaded process (``unshare(CLONE_NEWNS)`` fails with
