@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import Problem, ScenarioError
-from .base import Program, ProgramContext, TunnelProgram
+from ._program import Program, ProgramContext
+from ._tunnel import TunnelProgram
 from .ipip_tunnel import IpipTunnel
 from .pcap import PcapProgram, PcapWriter
 from .responder import Responder

@@ -1,0 +1,193 @@
+"""The tunnels' wire decisions, pure: what to send for what a device hands out,
+what to write into a device for what arrives. No sockets, no fds: tested alone.
+
+The wire is the standard one (SPEC.md section 2): one ordinary IP packet per
+datagram, each at most ``limit`` bytes, the largest inner packet the underlay
+carries without fragmenting (path MTU minus the outer IP and UDP headers).
+
+Device -> wire (:func:`plan_sends`): packets read from a tun, each with a
+``virtio_net_hdr`` when the device has one. A plain packet (zero header, or
+no header at all) that fits goes as it is; consecutive packets of one size
+(plus one shorter last) form one :class:`~netvirt.wire.tso.Run`, which
+the UDP tunnel sends with one ``sendmsg`` + ``UDP_SEGMENT``. A GSO
+super-packet, a packet whose checksum was left to "hardware", and a TCP
+packet above ``limit`` become their wire segments
+(:func:`~netvirt.wire.tso.segment`), a run of their own. Anything else above
+``limit`` still goes (the underlay will fragment it) and is counted as
+``too_big``: a tun MTU of at most ``limit`` avoids it.
+
+Wire -> device (:func:`plan_writes`): the datagrams of one ``UDP_GRO``
+read, ``segment`` bytes each (the last maybe shorter). On a device with a
+vnet header, runs of TCP segments of one flow are merged back into one
+super-packet (:func:`~netvirt.wire.tso.coalesce_tcp`) and runs of UDP
+datagrams of one flow into one ``UDP_L4`` packet
+(:func:`~netvirt.wire.gso.udp_merge`): one write each; everything else is
+written packet by packet, behind a zero header where the device has one.
+A datagram that is not a plausible IP packet is counted, never written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..wire.gso import UDP_MAX_SEGMENTS, udp_merge
+from ..wire.packets import VNET_HDR_LEN, VNET_ZERO_HDR, Buffer, ip_plausible, vnet_to_plain
+from ..wire.tso import Run, coalesce_tcp, merge_limit, segment
+
+__all__ = ["Sends", "Writes", "plan_sends", "plan_writes"]
+
+
+@dataclass
+class Sends:
+    """What :func:`plan_sends` decided: runs to send, and what it counted."""
+
+    runs: list[Run] = field(default_factory=list)
+    dropped: int = 0  #: device packets that could not be made wire packets
+    segmented: int = 0  #: device packets cut into several wire packets
+    too_big: int = 0  #: wire packets above the limit (the underlay fragments them)
+
+
+@dataclass
+class Writes:
+    """What :func:`plan_writes` decided: packets to write, and what it counted."""
+
+    #: ``(buffer, datagrams it carries)``: merged super-packets carry several
+    packets: list[tuple[Buffer, int]] = field(default_factory=list)
+    malformed: int = 0
+    merged: int = 0  #: super-packets among ``packets``
+
+
+def plan_sends(packets: list[bytes], vnet: bool, limit: int, ether: bool = False) -> Sends:
+    """Wire runs for a batch of device packets (see the module doc).
+
+    ``ether``: the packets are Ethernet frames (a tap): ``limit`` then counts
+    the 14-byte Ethernet header too, and segments of a frame's GSO packet
+    each get a copy of its Ethernet header."""
+    out = Sends()
+    if ether:
+        _frames(packets, vnet, limit, out)
+        return out
+    runs = out.runs
+    open_step = 0  # the step of the last run if plain packets may still join it, else 0
+    for packet in packets:
+        if vnet:
+            if packet[:VNET_HDR_LEN] == VNET_ZERO_HDR and len(packet) - VNET_HDR_LEN <= limit:
+                plain: Buffer = memoryview(packet)[VNET_HDR_LEN:]
+            else:
+                cut = segment(packet, limit)
+                if cut is None:
+                    out.dropped += 1
+                    continue
+                if cut.n > 1:
+                    out.segmented += 1
+                    runs.append(cut)
+                    open_step = 0
+                    continue
+                plain = cut.bufs[0] if cut.per == 1 else b"".join(cut.bufs)
+        elif len(packet) > limit:
+            cut = segment(VNET_ZERO_HDR + packet, limit)
+            if cut is None:
+                out.dropped += 1
+                continue
+            if cut.n > 1:
+                out.segmented += 1
+                runs.append(cut)
+                open_step = 0
+                continue
+            plain = cut.bufs[0] if cut.per == 1 else b"".join(cut.bufs)
+        else:
+            plain = packet
+        size = len(plain)
+        if size > limit:
+            out.too_big += 1
+        if size and open_step and size <= open_step and runs[-1].n < UDP_MAX_SEGMENTS:
+            last = runs[-1]
+            runs[-1] = Run([*last.bufs, plain], last.step, last.n + 1, 1)
+            if size < open_step:
+                open_step = 0  # a shorter packet ends a run
+        else:
+            runs.append(Run([plain], size, 1, 1))
+            open_step = size
+    return out
+
+
+def _frames(frames: list[bytes], vnet: bool, limit: int, out: Sends) -> None:
+    for frame in frames:
+        plain: Buffer | None = frame
+        if vnet:
+            if frame[:VNET_HDR_LEN] == VNET_ZERO_HDR:
+                plain = memoryview(frame)[VNET_HDR_LEN:]
+            elif not frame[1]:  # no GSO: complete the checksum
+                plain = vnet_to_plain(frame)
+            else:  # GSO: cut the IP packet behind the Ethernet header
+                cut = segment(frame[:VNET_HDR_LEN] + frame[VNET_HDR_LEN + 14 :], limit - 14)
+                if cut is None or cut.per != 2:
+                    out.dropped += 1
+                    continue
+                eth = frame[VNET_HDR_LEN : VNET_HDR_LEN + 14]
+                bufs: list[Buffer] = []
+                for i in range(0, len(cut.bufs), 2):
+                    bufs += (eth, cut.bufs[i], cut.bufs[i + 1])
+                out.runs.append(Run(bufs, cut.step + 14, cut.n, 3))
+                out.segmented += 1
+                continue
+        if plain is None or len(plain) < 14:
+            out.dropped += 1
+            continue
+        if len(plain) > limit:
+            out.too_big += 1
+        out.runs.append(Run([plain], len(plain), 1, 1))
+
+
+def plan_writes(data: memoryview, seg: int, vnet: bool, merge: bool,
+                ether: bool = False) -> Writes:
+    """Device writes for the datagrams of one read (see the module doc).
+
+    ``ether``: the datagrams carry Ethernet frames (a tap): each is written
+    as it is (at least 14 bytes), never merged."""
+    out = Writes()
+    size = len(data)
+    seg = seg if 0 < seg < size else size
+    if ether:
+        for offset in range(0, size or 1, seg or 1):
+            frame = data[offset : offset + seg]
+            if len(frame) < 14:
+                out.malformed += 1
+            else:
+                out.packets.append((VNET_ZERO_HDR + frame if vnet else frame, 1))
+        return out
+    if vnet and merge and size > seg:
+        per = merge_limit(seg) * seg
+        for start in range(0, size, per):
+            run = data[start : start + per]
+            if len(run) > seg:
+                merged = _merge(run, seg)
+                if merged is not None:
+                    out.packets.append((merged, -(-len(run) // seg)))
+                    out.merged += 1
+                    continue
+            _each(run, seg, vnet, out)
+    else:
+        _each(data, seg, vnet, out)
+    return out
+
+
+def _merge(run: memoryview, seg: int) -> bytes | None:
+    if len(run) < 40:
+        return None
+    version = run[0] >> 4
+    proto = run[9] if version == 4 else run[6] if version == 6 else -1
+    if proto == 6:
+        return coalesce_tcp(run, seg)
+    if proto == 17 and len(run) <= seg * UDP_MAX_SEGMENTS:
+        return udp_merge(run, seg)
+    return None
+
+
+def _each(data: memoryview, seg: int, vnet: bool, out: Writes) -> None:
+    for offset in range(0, len(data) or 1, seg or 1):
+        inner = data[offset : offset + seg]
+        if not ip_plausible(inner):
+            out.malformed += 1
+        else:
+            out.packets.append((VNET_ZERO_HDR + inner if vnet else inner, 1))
