@@ -178,10 +178,9 @@ class TunnelProgram(Program):
         sent = total = 0
         send = self.encapsulate
         for run in runs:
-            bufs, per = run.bufs, run.per
-            for i in range(0, len(bufs), per):
+            for i in range(run.n):
                 total += 1
-                packet = bufs[i] if per == 1 else b"".join(bufs[i : i + per])
+                packet = run.packet(i)
                 try:
                     if send(sock, packet):
                         sent += 1

@@ -28,13 +28,20 @@ A datagram that is not a plausible IP packet is counted, never written.
 
 from __future__ import annotations
 
+import struct
+import sys
 from dataclasses import dataclass, field
+from typing import Any
 
+from ..wire.csum import HAVE_NUMPY, numpy_module
 from ..wire.gso import UDP_MAX_SEGMENTS, udp_merge
 from ..wire.packets import VNET_HDR_LEN, VNET_ZERO_HDR, Buffer, ip_plausible, vnet_to_plain
 from ..wire.tso import Run, coalesce_tcp, merge_limit, segment
 
-__all__ = ["Sends", "Writes", "plan_sends", "plan_writes"]
+__all__ = ["Sends", "Writes", "complete_checksums", "plan_sends", "plan_writes"]
+
+_VNET = struct.Struct("<BBHHHH")
+_LITTLE = sys.byteorder == "little"
 
 
 @dataclass
@@ -67,60 +74,122 @@ def plan_sends(packets: list[bytes], vnet: bool, limit: int, ether: bool = False
     if ether:
         _frames(packets, vnet, limit, out)
         return out
-    runs = out.runs
-    open_step = 0  # the step of the last run if plain packets may still join it, else 0
+    plan = _Planner(out, limit)
     for packet in packets:
-        if vnet:
-            if packet[:VNET_HDR_LEN] == VNET_ZERO_HDR and len(packet) - VNET_HDR_LEN <= limit:
-                plain: Buffer = memoryview(packet)[VNET_HDR_LEN:]
+        if not vnet:
+            if len(packet) > limit:
+                plan.cut(VNET_ZERO_HDR + packet)
             else:
-                cut = segment(packet, limit)
-                if cut is None:
-                    out.dropped += 1
-                    continue
-                if cut.n > 1:
-                    out.segmented += 1
-                    runs.append(cut)
-                    open_step = 0
-                    continue
-                plain = cut.bufs[0] if cut.per == 1 else b"".join(cut.bufs)
-        elif len(packet) > limit:
-            cut = segment(VNET_ZERO_HDR + packet, limit)
-            if cut is None:
-                out.dropped += 1
-                continue
-            if cut.n > 1:
-                out.segmented += 1
-                runs.append(cut)
-                open_step = 0
-                continue
-            plain = cut.bufs[0] if cut.per == 1 else b"".join(cut.bufs)
+                plan.plain(packet)
+        elif packet[:VNET_HDR_LEN] == VNET_ZERO_HDR and len(packet) - VNET_HDR_LEN <= limit:
+            plan.plain(memoryview(packet)[VNET_HDR_LEN:])
+        elif (HAVE_NUMPY and len(packet) - VNET_HDR_LEN <= limit and packet[:2] == b"\x01\x00"
+              and len(packet) >= VNET_HDR_LEN + 28):
+            plan.needs_csum(packet)  # a checksum left to "hardware", no GSO: batched
         else:
-            plain = packet
-        size = len(plain)
-        if size > limit:
-            out.too_big += 1
-        if size and open_step and size <= open_step and runs[-1].n < UDP_MAX_SEGMENTS:
-            last = runs[-1]
-            runs[-1] = Run([*last.bufs, plain], last.step, last.n + 1, 1)
-            if size < open_step:
-                open_step = 0  # a shorter packet ends a run
-        else:
-            runs.append(Run([plain], size, 1, 1))
-            open_step = size
+            plan.cut(packet)
+    plan.flush()
     return out
+
+
+class _Planner:
+    """The state of :func:`plan_sends`: the open run, and packets waiting for checksums."""
+
+    def __init__(self, out: Sends, limit: int) -> None:
+        self.out, self.runs, self.limit = out, out.runs, limit
+        self.open_step = 0  # the step of the last run if plain packets may still join it
+        self.pending: list[bytes] = []  # NEEDS_CSUM packets of one size and layout
+        self.key = b""
+
+    def plain(self, packet: Buffer) -> None:
+        if self.pending:
+            self.flush()
+        size, runs = len(packet), self.runs
+        if size > self.limit:
+            self.out.too_big += 1
+        step = self.open_step
+        if size and step and size <= step and runs[-1].n < UDP_MAX_SEGMENTS:
+            last = runs[-1]
+            last.bufs.append(packet)
+            runs[-1] = last._replace(n=last.n + 1)
+            if size < step:
+                self.open_step = 0  # a shorter packet ends a run
+        else:
+            runs.append(Run([packet], size, 1, 1))
+            self.open_step = size
+
+    def cut(self, packet: Buffer) -> None:
+        if self.pending:
+            self.flush()
+        run = segment(packet, self.limit)
+        if run is None:
+            self.out.dropped += 1
+        elif run.n > 1:
+            self.out.segmented += 1
+            self.runs.append(run)
+            self.open_step = 0
+        else:
+            self.plain(run.packet(0))
+
+    def needs_csum(self, packet: bytes) -> None:
+        key = bytes(packet[6:10]) + len(packet).to_bytes(4, "big")  # csum_start, csum_offset
+        if self.pending and key != self.key:
+            self.flush()
+        self.key = key
+        self.pending.append(packet)
+        if len(self.pending) == UDP_MAX_SEGMENTS:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        run = complete_checksums(pending) if len(pending) >= 4 else None
+        if run is not None:
+            self.runs.append(run)
+            self.open_step = 0
+            return
+        for packet in pending:
+            self.cut(packet)
+
+
+def complete_checksums(packets: list[bytes]) -> Run | None:
+    """One buffer of the plain packets behind ``packets``' vnet headers, each with the
+    checksum it left to "hardware" (NEEDS_CSUM) completed: one array sum for all.
+    The packets share one size and checksum layout; None if that cannot be summed
+    in 16-bit rows (odd sizes or offsets)."""
+    flags, _gso, _hl, _gs, start, offset = _VNET.unpack_from(packets[0])
+    size = len(packets[0]) - VNET_HDR_LEN
+    at = start + offset
+    if size & 1 or start & 1 or at + 2 > size or not HAVE_NUMPY:
+        return None
+    np: Any = numpy_module()
+    out = bytearray(b"".join([memoryview(p)[VNET_HDR_LEN:] for p in packets]))
+    count = len(packets)
+    words = np.frombuffer(out, np.uint16).reshape(count, size // 2)
+    sums = words[:, start // 2 :].sum(axis=1, dtype=np.uint64) % 0xFFFF
+    if _LITTLE:
+        sums = sums * 256 % 0xFFFF  # native words: the byte-swapped class
+    check = (0xFFFF - sums) % 0xFFFF
+    if offset == 6:  # UDP: a computed 0 is sent as 0xFFFF (0 means "no checksum")
+        check[check == 0] = 0xFFFF
+    grid = np.frombuffer(out, np.uint8).reshape(count, size)
+    grid[:, at] = check >> 8
+    grid[:, at + 1] = check & 0xFF
+    return Run([out], size, count, 0)
 
 
 def _frames(frames: list[bytes], vnet: bool, limit: int, out: Sends) -> None:
     for frame in frames:
         plain: Buffer | None = frame
         if vnet:
-            if frame[:VNET_HDR_LEN] == VNET_ZERO_HDR:
+            if len(frame) < VNET_HDR_LEN:
+                plain = None
+            elif frame[:VNET_HDR_LEN] == VNET_ZERO_HDR:
                 plain = memoryview(frame)[VNET_HDR_LEN:]
             elif not frame[1]:  # no GSO: complete the checksum
                 plain = vnet_to_plain(frame)
             else:  # GSO: cut the IP packet behind the Ethernet header
-                cut = segment(frame[:VNET_HDR_LEN] + frame[VNET_HDR_LEN + 14 :], limit - 14)
+                cut = segment(frame[:VNET_HDR_LEN] + frame[VNET_HDR_LEN + 14 :], limit - 14,
+                              contiguous=False)
                 if cut is None or cut.per != 2:
                     out.dropped += 1
                     continue

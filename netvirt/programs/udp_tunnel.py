@@ -206,13 +206,13 @@ class UdpTunnel(TunnelProgram):
         remote, sendmsg = self.remote, sock.sendmsg
         sent = total = 0
         for run in runs:
-            bufs, step, count, per = run.bufs, run.step, run.n, run.per
+            step, count = run.step, run.n
             total += count
             group = min(64, self.max_wire // step) if 0 < step < self._gso_below else 1
             a = 0
             while a < count:
                 b = min(count, a + max(1, group))
-                chunk = bufs[a * per : b * per]
+                chunk = run.chunk(a, b)
                 try:
                     if b - a > 1:
                         sendmsg(chunk, [(SOL_UDP, UDP_SEGMENT, step.to_bytes(2, sys.byteorder))],

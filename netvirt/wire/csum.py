@@ -35,6 +35,11 @@ _LITTLE = sys.byteorder == "little"
 _NUMPY_MIN_PIECES = 4
 
 
+def numpy_module() -> Any:
+    """numpy, when :data:`HAVE_NUMPY` (callers check it first)."""
+    return _np
+
+
 def word_sum(data: Buffer) -> int:
     """Sum of the big-endian 16-bit words of ``data`` (an odd last byte padded), mod 0xFFFF."""
     if len(data) & 1:

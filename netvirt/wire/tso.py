@@ -27,9 +27,9 @@ return None.
 from __future__ import annotations
 
 import struct
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from .csum import Buffer, checksum_field, fold, piece_sums, word_sum
+from .csum import HAVE_NUMPY, Buffer, checksum_field, fold, numpy_module, piece_sums, word_sum
 from .packets import VNET_HDR_LEN, vnet_to_plain
 
 __all__ = ["MAX_SEGMENTS", "Run", "coalesce_tcp", "merge_limit", "segment"]
@@ -45,13 +45,28 @@ MAX_SEGMENTS: Final = 1400
 
 
 class Run(NamedTuple):
-    """Packets for one UDP GSO send: ``bufs`` joined are ``n`` packets of ``step``
-    bytes each, the last maybe shorter; ``per`` buffers make one packet."""
+    """Packets for UDP GSO sends: ``bufs`` joined are ``n`` packets of ``step``
+    bytes each, the last maybe shorter. ``per`` buffers make one packet, or
+    ``per`` is 0 and ``bufs[0]`` holds all of them back to back."""
 
     bufs: list[Buffer]
     step: int
     n: int
     per: int
+
+    def chunk(self, a: int, b: int) -> list[Buffer]:
+        """The buffers of packets ``a`` to ``b - 1`` (an iovec for one ``sendmsg``)."""
+        if self.per:
+            return self.bufs[a * self.per : b * self.per]
+        return [memoryview(self.bufs[0])[a * self.step : b * self.step]]
+
+    def packet(self, i: int) -> Buffer:
+        """Packet ``i`` as one buffer."""
+        if self.per == 1:
+            return self.bufs[i]
+        if not self.per:
+            return memoryview(self.bufs[0])[i * self.step : (i + 1) * self.step]
+        return b"".join(self.bufs[i * self.per : (i + 1) * self.per])
 
 
 def _layout(ip: memoryview) -> tuple[int, int, int, int] | None:
@@ -83,7 +98,7 @@ def _layout(ip: memoryview) -> tuple[int, int, int, int] | None:
     return version, l4, hdr, total
 
 
-def segment(packet: Buffer, limit: int) -> Run | None:
+def segment(packet: Buffer, limit: int, *, contiguous: bool = True) -> Run | None:
     """The wire packets for one packet read from a tun with a vnet header.
 
     Each is a plain IP packet with complete checksums. A TCP super-packet
@@ -97,6 +112,10 @@ def segment(packet: Buffer, limit: int) -> Run | None:
     caller decides (it cannot be cut without IP fragments). None for what
     cannot be handled: a truncated or inconsistent packet, IPv6 extension
     headers, UFO, more than :data:`MAX_SEGMENTS` segments.
+
+    With numpy (and ``contiguous``), a packet of 4 or more segments is built in
+    one buffer by array operations (no Python per segment): a ``per == 0``
+    run; otherwise the run is an iovec of header and payload view per segment.
     """
     if len(packet) < VNET_HDR_LEN + 20 or limit < 1:
         return None
@@ -126,11 +145,15 @@ def segment(packet: Buffer, limit: int) -> Run | None:
     if not 1 <= count <= MAX_SEGMENTS and payload:
         return None
     count = count or 1
+    if contiguous and HAVE_NUMPY and count >= 4:
+        return Run([_cut_np(ip, version, l4, hdr, tcp, payload, mss, count)], hdr + mss, count, 0)
     return Run(_cut(ip, version, l4, hdr, tcp, payload, mss, count), hdr + mss, count, 2)
 
 
-def _cut(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload: memoryview,
-         mss: int, count: int) -> list[Buffer]:
+def _template(ip: memoryview, version: int, l4: int, hdr: int,
+              tcp: bool) -> tuple[bytearray, int, int, int, int, int]:
+    """The header with its per-segment fields zeroed, and what the segments need:
+    (template, IPv4 header sum, L4 sum with the pseudo-header, ident, seq, flags)."""
     tpl = bytearray(ip[:hdr])
     if version == 4:
         src, dst, ident = ip[12:16], ip[16:20], ip[4] << 8 | ip[5]
@@ -149,7 +172,70 @@ def _cut(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload: me
         tpl[l4 + 16 : l4 + 18] = bytes(2)
     else:
         tpl[l4 + 4 : l4 + 8] = bytes(4)
-    l4_base = word_sum(tpl[l4:]) + pseudo
+    return tpl, ip_base, word_sum(tpl[l4:]) + pseudo, ident, seq0, flags
+
+
+def _cut_np(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload: memoryview,
+            mss: int, count: int) -> bytearray:
+    """:func:`_cut` with array operations: all segments in one buffer."""
+    np: Any = numpy_module()
+    tpl, ip_base, l4_base, ident, seq0, flags = _template(ip, version, l4, hdr, tcp)
+    step, size = hdr + mss, len(payload)
+    last = size - (count - 1) * mss
+    full = count if last == mss else count - 1
+    out = bytearray((count - 1) * step + hdr + last)
+    arr = np.frombuffer(out, np.uint8)
+    head = np.frombuffer(bytes(tpl), np.uint8)
+    body = np.frombuffer(payload, np.uint8)
+    if full:
+        grid = arr[: full * step].reshape(full, step)
+        grid[:, :hdr] = head
+        grid[:, hdr:] = body[: full * mss].reshape(full, mss)
+    if full < count:
+        tail = arr[full * step :]
+        tail[:hdr] = head
+        tail[hdr:] = body[full * mss :]
+    index = np.arange(count, dtype=np.int64)
+    offs = index * step
+    sizes = np.full(count, mss, dtype=np.int64)
+    sizes[-1] = last
+    sums = np.asarray(piece_sums(payload, mss) if size else [0], dtype=np.int64)
+
+    def put16(at: int, values: Any) -> None:
+        arr[offs + at] = values >> 8
+        arr[offs + at + 1] = values & 0xFF
+
+    def field(total: Any) -> Any:  # checksum_field of sums that are never 0
+        return (0xFFFF - total % 0xFFFF) % 0xFFFF
+
+    l4_len = hdr - l4 + sizes
+    if version == 4:
+        idents = (ident + index) & 0xFFFF
+        put16(2, hdr + sizes)
+        put16(4, idents)
+        put16(10, field(ip_base + hdr + sizes + idents))
+    else:
+        put16(4, l4_len)
+    if tcp:
+        seq = (seq0 + index * mss) & 0xFFFFFFFF
+        put16(l4 + 4, seq >> 16)
+        put16(l4 + 6, seq & 0xFFFF)
+        marks = np.full(count, flags & ~_FIN_PSH, dtype=np.int64)
+        marks[-1] = flags
+        marks[1:] &= ~_CWR
+        arr[offs + l4 + 13] = marks
+        put16(l4 + 16, field(l4_base + l4_len + (seq >> 16) + (seq & 0xFFFF) + marks + sums))
+    else:
+        put16(l4 + 4, l4_len)
+        check = field(l4_base + 2 * l4_len + sums)
+        check[check == 0] = 0xFFFF
+        put16(l4 + 6, check)
+    return out
+
+
+def _cut(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload: memoryview,
+         mss: int, count: int) -> list[Buffer]:
+    tpl, ip_base, l4_base, ident, seq0, flags = _template(ip, version, l4, hdr, tcp)
     sums = piece_sums(payload, mss) if len(payload) else [0]
     pack = struct.pack_into
     bufs: list[Buffer] = []
