@@ -74,6 +74,11 @@ def plan_sends(packets: list[bytes], vnet: bool, limit: int, ether: bool = False
     if ether:
         _frames(packets, vnet, limit, out)
         return out
+    if vnet and HAVE_NUMPY and len(packets) >= 4 and packets[0][:2] == b"\x01\x00":
+        run = _uniform_batch(packets, limit)  # a flood of one size: one array pass for all
+        if run is not None:
+            out.runs.append(run)
+            return out
     plan = _Planner(out, limit)
     for packet in packets:
         if not vnet:
@@ -151,7 +156,22 @@ class _Planner:
             self.cut(packet)
 
 
-def complete_checksums(packets: list[bytes]) -> Run | None:
+def _uniform_batch(packets: list[bytes], limit: int) -> Run | None:
+    """:func:`complete_checksums` for a batch whose packets all have one size and one
+    vnet header (NEEDS_CSUM, no GSO), checked with array operations; else None."""
+    size = len(packets[0])
+    if size - VNET_HDR_LEN > limit or size < VNET_HDR_LEN + 28 or len(packets) > UDP_MAX_SEGMENTS:
+        return None
+    if len(set(map(len, packets))) != 1:
+        return None
+    np: Any = numpy_module()
+    grid = np.frombuffer(b"".join(packets), np.uint8).reshape(len(packets), size)
+    if not (grid[:, :VNET_HDR_LEN] == grid[0, :VNET_HDR_LEN]).all():
+        return None
+    return complete_checksums(packets, grid)
+
+
+def complete_checksums(packets: list[bytes], grid: Any = None) -> Run | None:
     """One buffer of the plain packets behind ``packets``' vnet headers, each with the
     checksum it left to "hardware" (NEEDS_CSUM) completed: one array sum for all.
     The packets share one size and checksum layout; None if that cannot be summed
@@ -162,8 +182,11 @@ def complete_checksums(packets: list[bytes]) -> Run | None:
     if size & 1 or start & 1 or at + 2 > size or not HAVE_NUMPY:
         return None
     np: Any = numpy_module()
-    out = bytearray(b"".join([memoryview(p)[VNET_HDR_LEN:] for p in packets]))
     count = len(packets)
+    if grid is None:
+        out: Any = bytearray(b"".join([memoryview(p)[VNET_HDR_LEN:] for p in packets]))
+    else:  # the packets joined, vnet headers included: drop those columns
+        out = np.ascontiguousarray(grid[:, VNET_HDR_LEN:]).reshape(-1)
     words = np.frombuffer(out, np.uint16).reshape(count, size // 2)
     sums = words[:, start // 2 :].sum(axis=1, dtype=np.uint64) % 0xFFFF
     if _LITTLE:

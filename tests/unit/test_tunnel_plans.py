@@ -286,3 +286,16 @@ def test_partial_checksums_are_completed_in_batches() -> None:
     assert wire_packets(plan.runs) == udp + tcp6 + odd  # scapy's checksums, byte for byte
     assert [r.per for r in plan.runs][:3] == [0, 0, 0]  # 64 + 6 UDP, 5 TCP: one array sum each
     assert plan.dropped == plan.too_big == 0
+
+
+def test_a_uniform_flood_is_one_array_pass() -> None:
+    rng = random.Random(SEED + 3)
+    udp = [bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5, dport=6) / rng.randbytes(36))
+           for _ in range(64)]
+    plan = plan_sends([partial(p, 6) for p in udp], True, 1400)
+    assert [(r.per, r.n, r.step) for r in plan.runs] == [(0, 64, 64)]
+    assert wire_packets(plan.runs) == udp
+    mixed = [partial(p, 6) for p in udp[:8]]
+    mixed[3] = mixed[3][:6] + b"\x14\x00" + mixed[3][8:]  # another csum_start: not uniform
+    plan = plan_sends(mixed, True, 1400)
+    assert plan.dropped == 0 and len(wire_packets(plan.runs)) == 8
