@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..wire.csum import HAVE_NUMPY, numpy_module
+from ..wire.csum import numpy_module
 from ..wire.gso import UDP_MAX_SEGMENTS, udp_merge
 from ..wire.packets import VNET_HDR_LEN, VNET_ZERO_HDR, Buffer, ip_plausible, vnet_to_plain
 from ..wire.tso import Run, coalesce_tcp, merge_limit, segment
@@ -74,7 +74,7 @@ def plan_sends(packets: list[bytes], vnet: bool, limit: int, ether: bool = False
     if ether:
         _frames(packets, vnet, limit, out)
         return out
-    if vnet and HAVE_NUMPY and len(packets) >= 4 and packets[0][:2] == b"\x01\x00":
+    if vnet and len(packets) >= 4 and packets[0][:2] == b"\x01\x00" and numpy_module() is not None:
         run = _uniform_batch(packets, limit)  # a flood of one size: one array pass for all
         if run is not None:
             out.runs.append(run)
@@ -88,8 +88,8 @@ def plan_sends(packets: list[bytes], vnet: bool, limit: int, ether: bool = False
                 plan.plain(packet)
         elif packet[:VNET_HDR_LEN] == VNET_ZERO_HDR and len(packet) - VNET_HDR_LEN <= limit:
             plan.plain(memoryview(packet)[VNET_HDR_LEN:])
-        elif (HAVE_NUMPY and len(packet) - VNET_HDR_LEN <= limit and packet[:2] == b"\x01\x00"
-              and len(packet) >= VNET_HDR_LEN + 28):
+        elif (len(packet) - VNET_HDR_LEN <= limit and packet[:2] == b"\x01\x00"
+              and len(packet) >= VNET_HDR_LEN + 28 and numpy_module() is not None):
             plan.needs_csum(packet)  # a checksum left to "hardware", no GSO: batched
         else:
             plan.cut(packet)
@@ -179,9 +179,9 @@ def complete_checksums(packets: list[bytes], grid: Any = None) -> Run | None:
     flags, _gso, _hl, _gs, start, offset = _VNET.unpack_from(packets[0])
     size = len(packets[0]) - VNET_HDR_LEN
     at = start + offset
-    if size & 1 or start & 1 or at + 2 > size or not HAVE_NUMPY:
-        return None
     np: Any = numpy_module()
+    if size & 1 or start & 1 or at + 2 > size or np is None:
+        return None
     count = len(packets)
     if grid is None:
         out: Any = bytearray(b"".join([memoryview(p)[VNET_HDR_LEN:] for p in packets]))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final, NamedTuple
 
-from .csum import HAVE_NUMPY, Buffer, checksum_field, fold, numpy_module, piece_sums, word_sum
+from .csum import Buffer, checksum_field, fold, numpy_module, piece_sums, word_sum
 from .packets import VNET_HDR_LEN, vnet_to_plain
 
 __all__ = ["MAX_SEGMENTS", "Run", "coalesce_tcp", "merge_limit", "segment"]
@@ -145,7 +145,7 @@ def segment(packet: Buffer, limit: int, *, contiguous: bool = True) -> Run | Non
     if not 1 <= count <= MAX_SEGMENTS and payload:
         return None
     count = count or 1
-    if contiguous and HAVE_NUMPY and count >= 4:
+    if contiguous and count >= 4 and numpy_module() is not None:
         return Run([_cut_np(ip, version, l4, hdr, tcp, payload, mss, count)], hdr + mss, count, 0)
     return Run(_cut(ip, version, l4, hdr, tcp, payload, mss, count), hdr + mss, count, 2)
 

@@ -277,6 +277,11 @@ def test_array_and_loop_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
             assert a is b is None
             continue
         assert (a.step, a.n) == (b.step, b.n) and packets_of(a) == packets_of(b)
-    monkeypatch.setattr(csum, "HAVE_NUMPY", False)  # the sums without numpy
     data = rng.randbytes(9000)
-    assert csum.piece_sums(data, 1400) == [slow_sum(data[o : o + 1400]) for o in range(0, 9000, 1400)]
+    csum.use_numpy(False)  # the sums without numpy
+    try:
+        assert csum.piece_sums(data, 1400) == [slow_sum(data[o : o + 1400])
+                                               for o in range(0, 9000, 1400)]
+        assert csum.numpy_module() is None
+    finally:
+        csum.use_numpy(True)
