@@ -249,7 +249,7 @@ def plan_writes(data: memoryview, seg: int, vnet: bool, merge: bool,
                 out.packets.append((VNET_ZERO_HDR + frame if vnet else frame, 1))
         return out
     if vnet and merge and size > seg:
-        per = merge_limit(seg) * seg
+        per = _merge_count(data, seg) * seg
         for start in range(0, size, per):
             run = data[start : start + per]
             if len(run) > seg:
@@ -262,6 +262,21 @@ def plan_writes(data: memoryview, seg: int, vnet: bool, merge: bool,
     else:
         _each(data, seg, vnet, out)
     return out
+
+
+def _merge_count(data: memoryview, seg: int) -> int:
+    """How many ``seg``-byte datagrams one merged super-packet may carry: its IP length
+    must fit 16 bits, a UDP_L4 one carries at most UDP_MAX_SEGMENTS."""
+    if len(data) < 60:
+        return 1
+    version = data[0] >> 4
+    l4 = (data[0] & 15) * 4 if version == 4 else 40
+    proto = data[9] if version == 4 else data[6]
+    if proto != 6 or l4 + 13 > len(data):
+        return merge_limit(seg)
+    hdr = l4 + (data[l4 + 12] >> 4) * 4
+    room = 0xFFFF - hdr + (40 if version == 6 else 0)  # IPv6 counts no fixed header
+    return max(1, room // (seg - hdr)) if seg > hdr else 1
 
 
 def _merge(run: memoryview, seg: int) -> bytes | None:

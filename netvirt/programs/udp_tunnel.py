@@ -64,6 +64,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import Problem
+from ..packetio import MAX_PACKET
 from ..wire.packets import Buffer, ip_plausible
 from ..wire.tso import Run
 from ._params import IPAddress, parse_endpoint
@@ -136,6 +137,8 @@ class UdpTunnel(TunnelProgram):
         self._merged_once = False
         #: Offload flags this program switched on itself (0: none).
         self.offload_flags = 0
+        self._rx_view = memoryview(bytearray(4 * MAX_PACKET))  # room to gather GRO reads
+        self._written = 0
 
     # -- set-up -------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -237,14 +240,23 @@ class UdpTunnel(TunnelProgram):
         sock = self._sock
         if sock is None:
             return
-        counters, view, bufs = self.counters, self._view, [self._buf]
+        counters, view = self.counters, self._rx_view
         recv, space, (host, rport) = sock.recvmsg_into, _GRO_SPACE, self.remote
         port, ether = self.port, self._ether
-        received = written = 0
+        # runs of one segment size that continue each other are written as one: a 64 KiB
+        # super-packet needs two sends (IP length), and its halves merge back here
+        gather = port.vnet_hdr and self._merge and not ether
+        start = end = step = 0  # view[start:end]: datagrams of ``step`` bytes, none short
+        received = 0
+        self._written = 0
         try:
             for _ in range(self.BATCH):
+                if end + MAX_PACKET > len(view):
+                    if end > start:
+                        self._flush(view[start:end], step)
+                    start = end = 0
                 try:
-                    size, ancdata, _flags, source = recv(bufs, space)
+                    size, ancdata, _flags, source = recv([view[end:]], space)
                 except (BlockingIOError, InterruptedError):
                     break
                 segment = size
@@ -256,26 +268,43 @@ class UdpTunnel(TunnelProgram):
                 if source[1] != rport or source[0] != host:
                     counters["rx_foreign"] += count
                     continue
-                data = view[:size]
-                plan = plan_writes(data, segment, port.vnet_hdr, self._merge, ether)
-                counters["malformed"] += plan.malformed
-                for packet, carried in plan.packets:
-                    if port.write_nowait(packet):
-                        written += carried
-                        if carried > 1:
-                            self._merged_once = True
-                            counters["gso_rx"] += 1
-                    else:
-                        if carried > 1 and not self._merged_once:
-                            # the kernel never took a merged write (no UDP_L4 on tun
-                            # before Linux 6.2): stop merging
-                            self._merge = False
-                        counters["dropped"] += carried
+                if not gather or not size:
+                    self._flush(view[end : end + size], segment)  # (an empty one: malformed)
+                    continue
+                if end > start and segment != step and not size == segment < step:
+                    self._flush(view[start:end], step)  # (a shorter single one may end it)
+                    start = end
+                if end == start:
+                    step = segment
+                end += size
+                if size % step or end - start >= 0xFFFF:  # a short last one ends a run
+                    self._flush(view[start:end], step)
+                    start = end
+            if end > start:
+                self._flush(view[start:end], step)
         except OSError as exc:
             self._fail(exc, "receive from the underlay")
         finally:
             counters["udp_rx"] += received
-            counters["tun_tx"] += written
+            counters["tun_tx"] += self._written
+
+    def _flush(self, data: memoryview, segment: int) -> None:
+        """Write the datagrams in ``data`` into the device (merged where they can be)."""
+        port, counters = self.port, self.counters
+        plan = plan_writes(data, segment, port.vnet_hdr, self._merge, self._ether)
+        counters["malformed"] += plan.malformed
+        for packet, carried in plan.packets:
+            if port.write_nowait(packet):
+                self._written += carried
+                if carried > 1:
+                    self._merged_once = True
+                    counters["gso_rx"] += 1
+            else:
+                if carried > 1 and not self._merged_once:
+                    # the kernel never took a merged write (no UDP_L4 on tun before
+                    # Linux 6.2): stop merging
+                    self._merge = False
+                counters["dropped"] += carried
 
     def decapsulate(self, data: memoryview, source: Any) -> memoryview | None:
         if source[1] != self.remote[1] or source[0] != self.remote[0]:

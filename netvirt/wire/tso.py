@@ -177,60 +177,63 @@ def _template(ip: memoryview, version: int, l4: int, hdr: int,
 
 def _cut_np(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload: memoryview,
             mss: int, count: int) -> bytearray:
-    """:func:`_cut` with array operations: all segments in one buffer."""
+    """:func:`_cut` with array operations: all segments in one buffer.
+
+    The headers are one ``(count, hdr)`` array whose per-segment fields are
+    written a column at a time through a big-endian 16-bit view (every field
+    sits at an even offset), then copied in front of the payload rows."""
     np: Any = numpy_module()
     tpl, ip_base, l4_base, ident, seq0, flags = _template(ip, version, l4, hdr, tcp)
     step, size = hdr + mss, len(payload)
     last = size - (count - 1) * mss
     full = count if last == mss else count - 1
-    out = bytearray((count - 1) * step + hdr + last)
-    arr = np.frombuffer(out, np.uint8)
-    head = np.frombuffer(bytes(tpl), np.uint8)
-    body = np.frombuffer(payload, np.uint8)
-    if full:
-        grid = arr[: full * step].reshape(full, step)
-        grid[:, :hdr] = head
-        grid[:, hdr:] = body[: full * mss].reshape(full, mss)
-    if full < count:
-        tail = arr[full * step :]
-        tail[:hdr] = head
-        tail[hdr:] = body[full * mss :]
+    heads = np.empty((count, hdr), np.uint8)
+    heads[:] = np.frombuffer(bytes(tpl), np.uint8)
+    words = heads.view(">u2")
     index = np.arange(count, dtype=np.int64)
-    offs = index * step
     sizes = np.full(count, mss, dtype=np.int64)
     sizes[-1] = last
-    sums = np.asarray(piece_sums(payload, mss) if size else [0], dtype=np.int64)
-
-    def put16(at: int, values: Any) -> None:
-        arr[offs + at] = values >> 8
-        arr[offs + at + 1] = values & 0xFF
-
-    def field(total: Any) -> Any:  # checksum_field of sums that are never 0
-        return (0xFFFF - total % 0xFFFF) % 0xFFFF
-
-    l4_len = hdr - l4 + sizes
+    l4_len = sizes + (hdr - l4)
     if version == 4:
-        idents = (ident + index) & 0xFFFF
-        put16(2, hdr + sizes)
-        put16(4, idents)
-        put16(10, field(ip_base + hdr + sizes + idents))
+        idents = (index + ident) & 0xFFFF
+        words[:, 1] = sizes + hdr
+        words[:, 2] = idents
+        words[:, 5] = _field(ip_base + hdr + sizes + idents)
     else:
-        put16(4, l4_len)
+        words[:, 2] = l4_len
+    sums = np.asarray(piece_sums(payload, mss) if size else [0], dtype=np.int64)
     if tcp:
-        seq = (seq0 + index * mss) & 0xFFFFFFFF
-        put16(l4 + 4, seq >> 16)
-        put16(l4 + 6, seq & 0xFFFF)
+        seq = (index * mss + seq0) & 0xFFFFFFFF
+        words[:, (l4 + 4) // 2] = seq >> 16
+        words[:, (l4 + 6) // 2] = seq & 0xFFFF
         marks = np.full(count, flags & ~_FIN_PSH, dtype=np.int64)
         marks[-1] = flags
         marks[1:] &= ~_CWR
-        arr[offs + l4 + 13] = marks
-        put16(l4 + 16, field(l4_base + l4_len + (seq >> 16) + (seq & 0xFFFF) + marks + sums))
+        heads[:, l4 + 13] = marks
+        words[:, (l4 + 16) // 2] = _field(l4_len + (seq >> 16) + (seq & 0xFFFF) + marks + sums
+                                          + l4_base)
     else:
-        put16(l4 + 4, l4_len)
-        check = field(l4_base + 2 * l4_len + sums)
+        words[:, (l4 + 4) // 2] = l4_len
+        check = _field(2 * l4_len + sums + l4_base)
         check[check == 0] = 0xFFFF
-        put16(l4 + 6, check)
+        words[:, (l4 + 6) // 2] = check
+    out = bytearray((count - 1) * step + hdr + last)
+    arr = np.frombuffer(out, np.uint8)
+    body = np.frombuffer(payload, np.uint8)
+    if full:
+        grid = arr[: full * step].reshape(full, step)
+        grid[:, :hdr] = heads[:full]
+        grid[:, hdr:] = body[: full * mss].reshape(full, mss)
+    if full < count:
+        tail = arr[full * step :]
+        tail[:hdr] = heads[full]
+        tail[hdr:] = body[full * mss :]
     return out
+
+
+def _field(total: Any) -> Any:
+    """:func:`checksum_field` of an array of sums that are never 0."""
+    return (0xFFFF - total % 0xFFFF) % 0xFFFF
 
 
 def _cut(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload: memoryview,

@@ -299,3 +299,21 @@ def test_a_uniform_flood_is_one_array_pass() -> None:
     mixed[3] = mixed[3][:6] + b"\x14\x00" + mixed[3][8:]  # another csum_start: not uniform
     plan = plan_sends(mixed, True, 1400)
     assert plan.dropped == 0 and len(wire_packets(plan.runs)) == 8
+
+
+async def test_a_64k_super_packet_sent_in_two_runs_is_one_write() -> None:
+    a_dev, b_dev, a, b = await tunnel_pair(True, True)
+    payload = bytes(range(256)) * 250  # 64000 bytes: 48 segments, two UDP GSO sends
+    try:
+        async with running(a), running(b):
+            await until(lambda: a._sock is not None and b._sock is not None)
+            a.limit = b.limit = 1400
+            a_dev.send(vnet(1, 1348, 1, 20, 16) + tcp_packet(4, payload))
+            merged = await b_dev.recv()
+            assert merged[:2] == b"\x01\x01" and bytes(IP(merged[10:])[TCP].payload) == payload
+            await b_dev.expect_nothing(0.05)
+    finally:
+        a_dev.close()
+        b_dev.close()
+    assert a.counters["udp_tx"] == 48 and b.counters["udp_rx"] == 48
+    assert b.counters["gso_rx"] == 1 and b.counters["tun_tx"] == 48
