@@ -24,7 +24,7 @@ import pytest
 
 import netvirt
 from tests.conftest import unique
-from tests.helpers import ROOT, SCENARIOS
+from tests.kernel.helpers import ROOT, SCENARIOS
 
 pytestmark = pytest.mark.root
 

@@ -30,7 +30,7 @@ from netvirt.programs import IpipTunnel, PcapProgram, Program, Responder, Sink, 
 from netvirt.programs._tunnel_wire import plan_sends, plan_writes
 from netvirt.wire import packets as P
 from netvirt.wire.pcap import PcapWriter
-from tests.test_programs import FakeDevice, context, running, until
+from tests.unit.test_programs import FakeDevice, context, running, until
 
 SEED = 909
 MAC = "02:00:00:00:00:99"

@@ -24,7 +24,7 @@ from netvirt.programs._tunnel_wire import plan_sends, plan_writes
 from netvirt.wire import gso as G
 from netvirt.wire.packets import VNET_ZERO_HDR
 from netvirt.wire.tso import Run
-from tests.test_programs import FakeDevice, context, free_udp_port, running, until
+from tests.unit.test_programs import FakeDevice, context, free_udp_port, running, until
 from tests.unit.test_wire_tso import checksums_ok, l4_checksum_ok, packets_of, tcp_packet, vnet
 
 SEED = 99
