@@ -249,9 +249,12 @@ def plan_writes(data: memoryview, seg: int, vnet: bool, merge: bool,
                 out.packets.append((VNET_ZERO_HDR + frame if vnet else frame, 1))
         return out
     if vnet and merge and size > seg:
-        per = _merge_count(data, seg) * seg
-        for start in range(0, size, per):
-            run = data[start : start + per]
+        per = _merge_count(data, seg)
+        start = 0
+        while start < size:
+            n = min(per, _flow_run(data, start, seg))  # TCP: up to a PSH (GRO's rule too)
+            run = data[start : start + n * seg]
+            start += len(run)
             if len(run) > seg:
                 merged = _merge(run, seg)
                 if merged is not None:
@@ -262,6 +265,21 @@ def plan_writes(data: memoryview, seg: int, vnet: bool, merge: bool,
     else:
         _each(data, seg, vnet, out)
     return out
+
+
+def _flow_run(data: memoryview, start: int, seg: int) -> int:
+    """How many datagrams from ``start`` on one TCP super-packet may take: the ACK-only
+    segments and the first one with another flag (PSH ends a super-packet, as in GRO).
+    Any other protocol: all."""
+    first = data[start : start + 60]
+    version = first[0] >> 4 if len(first) >= 40 else 0
+    if version not in (4, 6) or (first[9] if version == 4 else first[6]) != 6:
+        return len(data)
+    l4 = (first[0] & 15) * 4 if version == 4 else 40
+    if l4 + 14 > len(first):
+        return len(data)
+    flags = bytes(data[start + l4 + 13 :: seg])
+    return len(flags) - len(flags.lstrip(b"\x10")) + 1
 
 
 def _merge_count(data: memoryview, seg: int) -> int:

@@ -317,3 +317,14 @@ async def test_a_64k_super_packet_sent_in_two_runs_is_one_write() -> None:
         b_dev.close()
     assert a.counters["udp_tx"] == 48 and b.counters["udp_rx"] == 48
     assert b.counters["gso_rx"] == 1 and b.counters["tun_tx"] == 48
+
+
+def test_back_to_back_super_packets_merge_at_their_psh() -> None:
+    """Two super-packets whose segments all have full size arrive as one run: GRO's rule
+    (PSH ends a super-packet) cuts it in two merges, not one write per datagram."""
+    first = plan_sends([vnet(1, 1360) + tcp_packet(4, bytes(1360 * 10), seq=1000)], True, 1400)
+    second = plan_sends([vnet(1, 1360) + tcp_packet(4, bytes(1360 * 10), seq=1000 + 13600)],
+                        True, 1400)
+    data = memoryview(b"".join(packets_of(first.runs[0]) + packets_of(second.runs[0])))
+    writes = plan_writes(data, 1400, True, True)
+    assert writes.merged == 2 and [n for _, n in writes.packets] == [10, 10]
