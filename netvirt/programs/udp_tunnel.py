@@ -47,7 +47,10 @@ benchmarks.tunnel``, BENCHMARKS.md):
   :func:`netvirt.wire.tso.coalesce_tcp`, after checking every segment's
   checksum in one sum) and a run of UDP datagrams of one flow into one
   ``UDP_L4`` packet: one ``write`` each, and the kernel's TCP takes the
-  super-packet as GRO would have made it.
+  super-packet as GRO would have made it. Consecutive reads of one segment
+  size are gathered first (a 64 KiB super-packet needs two sends: an IP
+  packet carries at most 65535 bytes), and a run is cut after each PSH, as
+  GRO cuts it.
 * A segment size the kernel refuses (``EINVAL``/``EMSGSIZE``) turns UDP GSO off
   for that size and larger (one send each); a merged write the kernel refuses
   before it ever took one turns merging off.
