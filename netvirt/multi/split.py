@@ -1,0 +1,281 @@
+"""Splitting a lab over machines (pure: no I/O).
+
+:func:`plan` takes a validated scenario and its :class:`Layout` and gives a
+:class:`Plan`: where each node lives (``place``), each machine's share (a
+sub-scenario of its nodes and the links between them, under the share's own
+lab name), and the links that cross machines, each carried by one VXLAN pair
+with its own VNI between the two machines' underlay addresses.
+
+Placement (nodes without ``machine:``), greedy and deterministic:
+
+* a macvlan/macvtap and its parent stay on one machine (a hard rule: the
+  kernel cannot parent across hosts); such a group moves as one;
+* every machine gets at most ``ceil(nodes / machines)`` nodes where it can
+  (balance), and among those the group goes where most of its links already
+  are (keep links local), then to the least loaded machine, then in file order;
+* groups are taken in the order of their links to nodes placed already (so a
+  bridge's ports follow it until its machine is full), then by degree.
+
+MTU: VXLAN adds 50 bytes over IPv4 (70 over IPv6) to the inner IP MTU. A
+crossing link end whose MTU is unset gets ``underlay MTU - overhead`` (the
+smaller underlay of its two machines), so inner packets always fit; an MTU
+that was set and does not fit is a located error before anything is created.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from netvirt.devices.vxlan import VXLAN_PORT, overhead
+from netvirt.errors import Problem, ScenarioError
+from netvirt.multi._model import Endpoint, IPAddress, LinkSpec, Scenario, StepSpec
+from netvirt.multi.machines import Layout, MachineSpec
+
+DEFAULT_UNDERLAY_MTU = 1500
+MAX_CROSSING = 4096
+
+
+@dataclass(frozen=True)
+class VxlanEnd:
+    """One end of a crossing link: a VXLAN device in ``endpoint``'s node on ``machine``."""
+
+    endpoint: Endpoint
+    machine: str
+    peer_machine: str
+    vni: int
+    local: IPAddress
+    remote: IPAddress
+    mtu: int
+    link: str  # the link's place, e.g. links[3]
+    port: int = VXLAN_PORT
+
+
+@dataclass(frozen=True)
+class CrossLink:
+    index: int  # in scenario.links
+    link: LinkSpec
+    vni: int
+    a: VxlanEnd
+    b: VxlanEnd
+
+
+@dataclass(frozen=True)
+class Share:
+    """What one machine builds: ``scenario`` (named ``lab``) plus its VXLAN ends.
+
+    The share keeps the interfaces of crossing ends (kind veth, no link): the
+    machine creates a VXLAN device for each instead of a veth.
+    """
+
+    machine: MachineSpec
+    lab: str
+    scenario: Scenario
+    vxlans: tuple[VxlanEnd, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    lab: str
+    scenario: Scenario
+    machines: Mapping[str, MachineSpec]
+    placement: Mapping[str, str]  # node -> machine
+    shares: Mapping[str, Share]  # machine -> share (machines with nodes only)
+    crossing: tuple[CrossLink, ...]
+
+    def machine_of(self, node: str) -> str:
+        return self.placement[node]
+
+    def step_machine(self, step: StepSpec) -> str | None:
+        """The machine a step runs on (that of its node), or None for the driver (``wait``)."""
+        node = step_node(step)
+        return self.placement[node] if node is not None else None
+
+
+def share_name(lab: str, machine: MachineSpec) -> str:
+    """The lab name of a machine's share: distinct per machine, so shares on machines
+    that share one filesystem and one kernel (the test setup) never collide."""
+    return f"{lab}-{machine.share_suffix}"
+
+
+def vni_base(lab: str) -> int:
+    """The first VNI of a lab: a block of 4096 picked by the lab's name, so two labs on
+    the same machines rarely meet (if they do, the VXLAN's creation says so)."""
+    return (zlib.crc32(lab.encode()) % 4095 + 1) * MAX_CROSSING
+
+
+def step_node(step: StepSpec) -> str | None:
+    """The node a step acts from, or None for steps that need no node (``wait``)."""
+    p = step.params
+    for key in ("from", "node", "device", "bridge", "endpoint"):
+        value = p.get(key)
+        if value is None:
+            continue
+        if isinstance(value, Endpoint):
+            return value.node
+        text = str(value)
+        return text.partition(":")[0] if key in ("device", "bridge", "endpoint") else text
+    return None
+
+
+def step_peer_node(step: StepSpec) -> str | None:
+    """For a step that also needs a node at the far end (``connect``: the listener)."""
+    server = step.params.get("server")
+    return str(server) if server is not None else None
+
+
+# -- placement ------------------------------------------------------------------
+def _groups(scenario: Scenario) -> list[list[str]]:
+    """Nodes that must share a machine (macvlan parent relations), in file order."""
+    parent = {n: n for n in scenario.nodes}
+
+    def find(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for iface in scenario.interfaces():
+        if iface.parent is not None and iface.parent.node != iface.node:
+            ra, rb = find(iface.node), find(iface.parent.node)
+            if ra != rb:
+                parent[max(ra, rb, key=list(scenario.nodes).index)] = min(ra, rb, key=list(scenario.nodes).index)
+    out: dict[str, list[str]] = {}
+    for n in scenario.nodes:
+        out.setdefault(find(n), []).append(n)
+    return list(out.values())
+
+
+def place(scenario: Scenario, layout: Layout) -> dict[str, str]:
+    """node -> machine for every node: ``machine:`` where given, else by the rules above."""
+    machines = list(layout.machines)
+    if not machines:
+        raise ValueError("place() needs machines")
+    source = scenario.source
+    problems: list[Problem] = []
+    placement: dict[str, str] = {}
+    pending: list[list[str]] = []
+    for group in _groups(scenario):
+        fixed = {layout.assigned[n] for n in group if n in layout.assigned}
+        if len(fixed) > 1:
+            named = ", ".join(f"{n} on {layout.assigned[n]}" for n in group if n in layout.assigned)
+            node = next(n for n in group[1:] if n in layout.assigned) if any(
+                n in layout.assigned for n in group[1:]) else group[0]
+            path = f"nodes.{node}.machine"
+            problems.append(Problem(path, f"nodes {', '.join(group)} must share a machine (a macvlan "
+                                          f"and its parent cannot be on two hosts), but: {named}",
+                                    layout.lines.get(path), source))
+            continue
+        if fixed:
+            (m,) = fixed
+            placement.update({n: m for n in group})
+        else:
+            pending.append(group)
+    if problems:
+        raise ScenarioError(problems)
+    neighbours: dict[str, list[str]] = {n: [] for n in scenario.nodes}
+    for link in scenario.links:
+        if link.a.node != link.b.node:
+            neighbours[link.a.node].append(link.b.node)
+            neighbours[link.b.node].append(link.a.node)
+    cap = math.ceil(len(scenario.nodes) / len(machines))
+    load = {m: 0 for m in machines}
+    for m in placement.values():
+        load[m] += 1
+    order = {n: i for i, n in enumerate(scenario.nodes)}
+
+    def links_to(group: list[str]) -> dict[str, int]:
+        count = {m: 0 for m in machines}
+        for n in group:
+            for other in neighbours[n]:
+                if other in placement and other not in group:
+                    count[placement[other]] += 1
+        return count
+
+    while pending:
+        def urgency(g: list[str]) -> tuple[int, int, int]:
+            return (-sum(links_to(g).values()), -sum(len(neighbours[n]) for n in g), order[g[0]])
+
+        group = min(pending, key=urgency)
+        pending.remove(group)
+        to = links_to(group)
+        fits = [m for m in machines if load[m] + len(group) <= cap] or machines
+        best = min(fits, key=lambda m: (-to[m], load[m], machines.index(m)))
+        placement.update({n: best for n in group})
+        load[best] += len(group)
+    return placement
+
+
+# -- the split ----------------------------------------------------------------------
+def plan(scenario: Scenario, layout: Layout, underlay_mtus: Mapping[str, int] | None = None) -> Plan:
+    """Split ``scenario`` over ``layout``'s machines (see the module docstring).
+
+    ``underlay_mtus`` (machine -> MTU) overrides what ``machines:`` says, e.g. the
+    MTUs the machines reported; else ``mtu`` of the machine, else 1500.
+    Raises ScenarioError (every problem at once) when a link cannot fit its MTU.
+    """
+    placement = place(scenario, layout)
+    machines = layout.machines
+    source = scenario.source
+
+    def ul_mtu(m: str) -> int:
+        if underlay_mtus and m in underlay_mtus:
+            return underlay_mtus[m]
+        return machines[m].mtu or DEFAULT_UNDERLAY_MTU
+
+    base = vni_base(scenario.name)
+    problems: list[Problem] = []
+    crossing: list[CrossLink] = []
+    local_links: dict[str, list[LinkSpec]] = {m: [] for m in machines}
+    for index, link in enumerate(scenario.links):
+        ma, mb = placement[link.a.node], placement[link.b.node]
+        if ma == mb:
+            local_links[ma].append(link)
+            continue
+        if len(crossing) >= MAX_CROSSING:
+            problems.append(Problem(link.place, f"at most {MAX_CROSSING} links may cross machines",
+                                    layout.lines.get(link.place), source))
+            break
+        vni = base + len(crossing)
+        ua, ub = machines[ma].underlay, machines[mb].underlay
+        oh = overhead(ua)
+        limit = min(ul_mtu(ma), ul_mtu(mb))
+        small = ma if ul_mtu(ma) <= ul_mtu(mb) else mb
+        ia, ib = scenario.interface(link.a), scenario.interface(link.b)
+        fit = limit - oh
+        mtu_a = ia.mtu or ib.mtu or fit
+        mtu_b = ib.mtu or ia.mtu or fit
+        for ep, mtu in ((link.a, mtu_a), (link.b, mtu_b)):
+            if mtu + oh > limit:
+                problems.append(Problem(
+                    link.place,
+                    f"link {link.a} -- {link.b} crosses from machine {ma} to {mb} over VXLAN: "
+                    f"MTU {mtu} of {ep} + {oh} bytes of VXLAN over IPv{ua.version} = {mtu + oh} > "
+                    f"underlay MTU {limit} of {small}; set the link's mtu to at most {fit} (or leave "
+                    f"it unset: netvirt then fits it) or raise the underlay MTU",
+                    layout.lines.get(link.place), source))
+                break
+        end_a = VxlanEnd(link.a, ma, mb, vni, ua, ub, mtu_a, link.place)
+        end_b = VxlanEnd(link.b, mb, ma, vni, ub, ua, mtu_b, link.place)
+        crossing.append(CrossLink(index, link, vni, end_a, end_b))
+    for iface in scenario.interfaces():
+        if iface.parent is not None and placement[iface.parent.node] != placement[iface.node]:
+            raise AssertionError("place() keeps macvlan groups together")  # pragma: no cover
+    if problems:
+        raise ScenarioError(problems)
+    shares: dict[str, Share] = {}
+    for m, spec in machines.items():
+        nodes = {n: s for n, s in scenario.nodes.items() if placement[n] == m}
+        if not nodes:
+            continue
+        name = share_name(scenario.name, spec)
+        sub = replace(scenario, name=name, nodes=nodes, links=tuple(local_links[m]), steps=())
+        ends = tuple(e for c in crossing for e in (c.a, c.b) if e.machine == m)
+        shares[m] = Share(spec, name, sub, ends)
+    return Plan(scenario.name, scenario, machines, placement, shares, tuple(crossing))
+
+
+__all__ = ["CrossLink", "DEFAULT_UNDERLAY_MTU", "Plan", "Share", "VxlanEnd", "place", "plan", "share_name",
+           "step_node", "step_peer_node", "vni_base"]

@@ -1,0 +1,150 @@
+"""The split of a lab over machines: placement, shares, VNIs, MTU (pure: no root)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from netvirt.errors import ScenarioError
+from netvirt.multi import wire
+from netvirt.multi.machines import MultiScenario, from_raw, load, load_text
+from netvirt.multi.split import place, plan, share_name, step_node, vni_base
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TWO = """\
+name: duo
+machines:
+  m1: {ssh: "root@192.0.2.1", underlay: 192.0.2.1}
+  m2: {ssh: "root@192.0.2.2", underlay: 192.0.2.2, command: "/opt/nv/bin/python -m netvirt"}
+"""
+
+
+def star(n: int, machines: int = 2, **sw: str) -> MultiScenario:
+    nodes: dict = {"sw": {"interfaces": {"br0": {"kind": "bridge"}}, **sw}}
+    links = []
+    for i in range(1, n + 1):
+        nodes["sw"]["interfaces"][f"p{i}"] = {"master": "br0"}
+        nodes[f"h{i}"] = {"interfaces": {"eth0": {"addresses": [f"10.2.0.{i}/24"]}}}
+        links.append([f"h{i}:eth0", f"sw:p{i}"])
+    ms = {f"m{k}": {"ssh": f"root@192.0.2.{k}", "underlay": f"192.0.2.{k}"} for k in range(1, machines + 1)}
+    return from_raw({"name": "star", "machines": ms, "nodes": nodes, "links": links,
+                     "steps": [{"ping": {"from": "h1", "to": f"10.2.0.{n}"}}, {"wait": {"seconds": 0}}]},
+                    "star.py")
+
+
+def test_two_machines_one_crossing_link() -> None:
+    ms = load_text(TWO + textwrap.dedent("""\
+        nodes:
+          a: {machine: m1, interfaces: {eth0: {addresses: [10.0.0.1/24]}}}
+          b: {machine: m2, interfaces: {eth0: {addresses: [10.0.0.2/24]}}}
+        links:
+          - [a:eth0, b:eth0]
+        """))
+    assert ms.layout.machines["m2"].command == "/opt/nv/bin/python -m netvirt"
+    assert ms.layout.machines["m1"].command == "netvirt"
+    p = plan(ms.scenario, ms.layout)
+    assert dict(p.placement) == {"a": "m1", "b": "m2"}
+    (c,) = p.crossing
+    assert c.vni == vni_base("duo") and c.a.local == c.b.remote and c.a.remote == c.b.local
+    assert (c.a.mtu, c.b.mtu) == (1450, 1450)  # 1500 underlay - 50 bytes of VXLAN over IPv4
+    s1, s2 = p.shares["m1"], p.shares["m2"]
+    assert (s1.lab, s2.lab) == ("duo-1", "duo-2") == (share_name("duo", s1.machine), share_name("duo", s2.machine))
+    assert list(s1.scenario.nodes) == ["a"] and s1.scenario.links == () and s1.scenario.name == "duo-1"
+    assert "eth0" in s1.scenario.nodes["a"].interfaces  # kept: the machine makes a VXLAN for it
+    assert [e.endpoint for e in s1.vxlans] == [c.link.a]
+
+
+def test_placement_balances_and_keeps_the_bridge_ports_together() -> None:
+    ms = star(4)
+    p = plan(ms.scenario, ms.layout)
+    assert dict(p.placement) == {"sw": "m1", "h1": "m1", "h2": "m1", "h3": "m2", "h4": "m2"}
+    assert len(p.crossing) == 2 and len({c.vni for c in p.crossing}) == 2
+    assert [len(s.scenario.links) for s in p.shares.values()] == [2, 0]
+    assert p.step_machine(ms.scenario.steps[0]) == "m1" and p.step_machine(ms.scenario.steps[1]) is None
+
+
+def test_placement_honours_machine_keys_and_fills_the_rest() -> None:
+    ms = star(6, machines=3, machine="m3")
+    placed = place(ms.scenario, ms.layout)
+    assert placed["sw"] == "m3"
+    counts = {m: list(placed.values()).count(m) for m in ("m1", "m2", "m3")}
+    assert counts == {"m1": 2, "m2": 2, "m3": 3}  # ceil(7 / 3) = 3 at most each
+
+
+def test_macvlan_stays_with_its_parent() -> None:
+    raw = {"name": "mv", "machines": {"m1": {"ssh": "a", "underlay": "192.0.2.1"},
+                                      "m2": {"ssh": "b", "underlay": "192.0.2.2"}},
+           "nodes": {"p": {"interfaces": {"eth0": {}}},
+                     "c": {"interfaces": {"mv0": {"kind": "macvlan", "parent": "p:eth0"}}},
+                     "q": {"interfaces": {"eth0": {}}}},
+           "links": [["p:eth0", "q:eth0"]]}
+    ms = from_raw(raw, "mv.py")
+    placed = place(ms.scenario, ms.layout)
+    assert placed["p"] == placed["c"]
+    raw["nodes"]["p"]["machine"] = "m1"
+    raw["nodes"]["c"]["machine"] = "m2"
+    ms = from_raw(raw, "mv.py")
+    with pytest.raises(ScenarioError, match="must share a machine"):
+        place(ms.scenario, ms.layout)
+
+
+def test_mtu_that_cannot_fit_is_a_located_error() -> None:
+    text = TWO + textwrap.dedent("""\
+        nodes:
+          a: {machine: m1, interfaces: {eth0: {addresses: [10.0.0.1/24]}}}
+          b: {machine: m2, interfaces: {eth0: {addresses: [10.0.0.2/24]}}}
+        links:
+          - {endpoints: [a:eth0, b:eth0], mtu: 1500}
+        """)
+    ms = load_text(text, "duo.yaml")
+    with pytest.raises(ScenarioError) as ei:
+        plan(ms.scenario, ms.layout)
+    (problem,) = ei.value.problems
+    assert (problem.file, problem.line, problem.path) == ("duo.yaml", 9, "links[0]")
+    assert "1500 of a:eth0 + 50 bytes of VXLAN over IPv4 = 1550 > underlay MTU 1500" in problem.message
+    assert "at most 1450" in problem.message
+    ok = plan(ms.scenario, ms.layout, {"m1": 9000, "m2": 1600})  # jumbo underlays: it fits
+    assert ok.crossing[0].a.mtu == 1500
+
+
+def test_machine_problems_come_all_at_once_with_lines() -> None:
+    text = textwrap.dedent("""\
+        name: much-too-long
+        machines:
+          m1: {ssh: "root@192.0.2.1", underlay: 192.0.2.1, colour: red}
+          m2: {ssh: "root@192.0.2.2", underlay: 192.0.2.1, mtu: 20}
+          M3: {ssh: x, underlay: 2001:db8::1}
+        nodes:
+          a: {machine: m9, interfaces: {eth0: {addresses: [10.0.0.1/24]}}}
+          b: {interfaces: {eth0: {addresses: [10.0.0.300/24]}}}
+        links:
+          - [a:eth0, b:eth0]
+        """)
+    with pytest.raises(ScenarioError) as ei:
+        load_text(text, "bad.yaml")
+    got = {(p.path, p.line) for p in ei.value.problems}
+    assert ("name", 1) in got and ("machines.m1.colour", 3) in got and ("machines.m2.mtu", 4) in got
+    assert ("machines.M3", 5) in got and ("nodes.a.machine", 7) in got
+    assert ("nodes.b.interfaces.eth0.addresses[0]", 8) in got  # the ordinary validator's, too
+    with pytest.raises(ScenarioError, match="needs a top-level machines"):
+        from_raw({"name": "x", "nodes": {"a": {"machine": "m1"}}}, None)
+
+
+def test_shares_and_steps_cross_the_wire_intact() -> None:
+    ms = star(3)
+    p = plan(ms.scenario, ms.layout)
+    for share in p.shares.values():
+        back = wire.decode(wire.loads(wire.dumps({"s": wire.encode(share.scenario)}))["s"])
+        assert back == share.scenario
+        ends = wire.decode(wire.encode(share.vxlans))
+        assert ends == share.vxlans
+    step = ms.scenario.steps[0]
+    assert wire.decode(wire.encode(step)) == step and step_node(step) == "h1"
+
+
+def test_plain_scenarios_load_without_machines() -> None:
+    ms = load(ROOT / "scenarios" / "s4-udp-tunnel.yaml")
+    assert not ms.layout and ms.scenario.name == "s4-udp-tun"
