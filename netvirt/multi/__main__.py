@@ -1,4 +1,4 @@
-"""``python -m netvirt.multi --version | agent``: the machine side, until the CLI has the verb."""
+"""``python -m netvirt.multi --version | agent | VERB...``: netvirt plus the machine side's verbs."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ def main(argv: list[str]) -> int:
         from netvirt.multi.agent import main as agent_main
 
         return agent_main("uvloop" if "--loop=uvloop" in argv else "asyncio")
-    print("usage: python -m netvirt.multi --version | agent", file=sys.stderr)
-    return 2
+    from netvirt.cli import main as cli_main
+
+    return cli_main(argv)  # every other verb is netvirt's own
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from netvirt.topology.model import (
 )
 from netvirt.topology.validate import validate
 
+load_plain = _loader.load
 parse_yaml = _loader.parse_yaml
 run_python = _loader._run_python  # a Python scenario's raw structure
 
@@ -32,6 +33,7 @@ __all__ = [
     "NodeSpec",
     "Scenario",
     "StepSpec",
+    "load_plain",
     "name_problem",
     "parse_yaml",
     "run_python",

@@ -68,7 +68,9 @@ class MultiLab:
         self.ms = ms
         self.scenario = ms.scenario
         self.lab = ms.scenario.name
-        self.plan: Plan = plan(ms.scenario, ms.layout)  # pure: placement errors right away
+        # pure: placement errors right away; MTUs not given are checked once the machines tell
+        unknown = {m: 65535 for m, spec in ms.layout.machines.items() if spec.mtu is None}
+        self.plan: Plan = plan(ms.scenario, ms.layout, unknown)
         self.remotes: dict[str, Remote] = {}
         self.built: dict[str, dict[str, Any]] = {}
         self._ssh = {"ssh_config": ssh_config, "netns": netns}
@@ -142,13 +144,14 @@ class MultiLab:
                     on_result(result)
                 results.append(result)
 
-        work = asyncio.ensure_future(steps())
-        lost = {asyncio.ensure_future(asyncio.shield(r.lost)): name for name, r in self.remotes.items()}
+        work: asyncio.Future[Any] = asyncio.ensure_future(steps())
+        lost: dict[asyncio.Future[Any], str] = {
+            asyncio.ensure_future(asyncio.shield(r.lost)): name for name, r in self.remotes.items()}
         try:
             done, _ = await asyncio.wait({work, *lost}, return_when=asyncio.FIRST_COMPLETED)
             if work not in done:
                 gone = next(iter(done))
-                raise MachineError(lost[gone], gone.result())
+                raise MachineError(lost[gone], str(gone.result()))
             work.result()
         finally:
             for fut in (work, *lost):

@@ -223,6 +223,7 @@ def _machine(name: str, value: Any, index: int, path: str, line: int | None,
         ok = False
     if not ok:
         return None
+    assert isinstance(ssh, str)
     return MachineSpec(name, ssh, underlay, command.strip(), mtu, index, path)
 
 
@@ -255,9 +256,9 @@ def load(path: str | Path, params: Mapping[str, str] | None = None) -> MultiScen
     if path.suffix.lower() == ".py":
         return from_raw(run_python(path, dict(params or {})), source, params)
     if path.suffix.lower() not in (".yaml", ".yml"):
-        from netvirt.multi._model import _loader
+        from netvirt.multi._model import load_plain
 
-        _loader.load(path, params)  # the ordinary loader's error for this file
+        load_plain(path, params)  # raises the ordinary loader's error for this file
     if params:
         raise ScenarioError(Problem("", f"parameters apply to Python scenarios only; {path.name} is "
                                         f"YAML (given: {', '.join(sorted(params))})", None, source))
@@ -272,5 +273,5 @@ def load_text(text: str, source: str = "<string>") -> MultiScenario:
     return from_raw(parse_yaml(text, source), source)
 
 
-__all__ = ["DEFAULT_COMMAND", "Layout", "MachineSpec", "MultiScenario", "RawLayout", "check", "extract", "from_raw",
-           "lab_name_problem", "load", "load_text"]
+__all__ = ["DEFAULT_COMMAND", "Layout", "MachineSpec", "MultiScenario", "RawLayout", "check", "extract",
+           "from_raw", "lab_name_problem", "load", "load_text"]

@@ -141,7 +141,8 @@ def _groups(scenario: Scenario) -> list[list[str]]:
         if iface.parent is not None and iface.parent.node != iface.node:
             ra, rb = find(iface.node), find(iface.parent.node)
             if ra != rb:
-                parent[max(ra, rb, key=list(scenario.nodes).index)] = min(ra, rb, key=list(scenario.nodes).index)
+                first, later = sorted((ra, rb), key=list(scenario.nodes).index)
+                parent[later] = first
     out: dict[str, list[str]] = {}
     for n in scenario.nodes:
         out.setdefault(find(n), []).append(n)

@@ -59,7 +59,8 @@ async def _connect_across(lab: MultiLab, step: Any, index: int, title: str, clie
     except NetvirtError as exc:
         ok, detail = False, str(exc)
     if p["expect"] == "failure":
-        ok, detail = (not ok, f"failed as expected ({detail})" if not ok else f"{detail}; expected no connection")
+        detail = f"failed as expected ({detail})" if not ok else f"{detail}; expected no connection"
+        ok = not ok
     return StepResult(index, step.kind, title, ok, detail, time.perf_counter() - t0)
 
 

@@ -1,4 +1,4 @@
-"""The namespace-machines fixture (see ``harness.py``): one set per test session."""
+"""The namespace-machines fixture (see ``netvirt.multi.testing``): one set per test session."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.multi.harness import NsMachines
+from netvirt.multi.testing import NsMachines
 
 
 @pytest.fixture(scope="session")

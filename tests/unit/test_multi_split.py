@@ -51,7 +51,8 @@ def test_two_machines_one_crossing_link() -> None:
     assert c.vni == vni_base("duo") and c.a.local == c.b.remote and c.a.remote == c.b.local
     assert (c.a.mtu, c.b.mtu) == (1450, 1450)  # 1500 underlay - 50 bytes of VXLAN over IPv4
     s1, s2 = p.shares["m1"], p.shares["m2"]
-    assert (s1.lab, s2.lab) == ("duo-1", "duo-2") == (share_name("duo", s1.machine), share_name("duo", s2.machine))
+    assert (s1.lab, s2.lab) == ("duo-1", "duo-2")
+    assert (share_name("duo", s1.machine), share_name("duo", s2.machine)) == ("duo-1", "duo-2")
     assert list(s1.scenario.nodes) == ["a"] and s1.scenario.links == () and s1.scenario.name == "duo-1"
     assert "eth0" in s1.scenario.nodes["a"].interfaces  # kept: the machine makes a VXLAN for it
     assert [e.endpoint for e in s1.vxlans] == [c.link.a]

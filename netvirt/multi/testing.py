@@ -1,4 +1,4 @@
-"""Machines simulated on one kernel, for the tests of labs across machines.
+"""Machines simulated on one kernel, for tests and benchmarks of labs across machines.
 
 Each "machine" is a network namespace of this kernel (sharing its one
 filesystem) with its own sshd (Debian's openssh-server) listening on its
@@ -33,9 +33,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: the directory holding this netvirt package: the machines run this very copy
 ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "198.18.0"
 DRIVER_ADDR = f"{SUBNET}.254"
+#: how the machines start netvirt (PATH and PYTHONPATH come from the ssh config's SetEnv)
+COMMAND = "python3 -m netvirt.multi"
 
 
 def _run(*argv: str) -> None:
@@ -139,13 +142,14 @@ class NsMachines:
     def _keys(self) -> None:
         ssh_dir = self.home / ".ssh"
         ssh_dir.mkdir(parents=True, mode=0o700)
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "netvirt-test", "-f", str(ssh_dir / "id_ed25519"))
+        key = str(ssh_dir / "id_ed25519")
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "netvirt-test", "-f", key)
         (self.dir / "authorized_keys").write_text((ssh_dir / "id_ed25519.pub").read_text())
         known = []
         for m in self.machines:
-            key = self.dir / f"host_{m.name}"
-            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
-            pub = " ".join(Path(f"{key}.pub").read_text().split()[:2])
+            host_key = self.dir / f"host_{m.name}"
+            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key))
+            pub = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
             known.append(f"{m.address} {pub}\n{self.tag}-{m.name} {pub}")
         (ssh_dir / "known_hosts").write_text("\n".join(known) + "\n")
         # what a user's ~/.ssh/config would say; PYTHONPATH and PATH make the machines run
@@ -207,8 +211,16 @@ class NsMachines:
         lines = ["machines:"]
         for name in names:
             m = self.machine(name)
-            lines.append(f"  {m.name}: {{ssh: \"{m.ssh}\", underlay: {m.address}}}")
+            lines.append(f"  {m.name}: {{ssh: \"{m.ssh}\", underlay: {m.address}, command: \"{COMMAND}\"}}")
         return "\n".join(lines) + "\n"
+
+    def lab_traces(self, lab: str) -> list[str]:
+        """What a lab left anywhere: namespaces of its shares, state records of it and them."""
+        out = sorted(n for n in os.listdir("/run/netns") if n.startswith(f"nv-{lab}-"))
+        with contextlib.suppress(FileNotFoundError):
+            out += sorted(f"/run/netvirt/{d}" for d in os.listdir("/run/netvirt")
+                          if d == lab or d.startswith(f"{lab}-"))
+        return out
 
     # -- teardown --------------------------------------------------------------------
     def stop(self) -> None:

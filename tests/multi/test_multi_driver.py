@@ -1,0 +1,152 @@
+"""A lab across namespace-machines, driven in-process: build, steps, failures, down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from netvirt.errors import MachineError, ScenarioError
+from netvirt.multi.down import down_multi
+from netvirt.multi.driver import MultiLab
+from netvirt.multi.machines import MultiScenario, load_text
+from netvirt.multi.testing import ROOT, NsMachines
+from tests.conftest import unique
+
+pytestmark = pytest.mark.root
+
+PAIR = """\
+nodes:
+  a: {machine: m1, interfaces: {eth0: {addresses: [10.0.0.1/24]}}}
+  b: {machine: m2, interfaces: {eth0: {addresses: [10.0.0.2/24]}}}
+links:
+  - LINK
+steps:
+  - ping: {from: a, to: 10.0.0.2, count: 3}
+  - connect: {from: a, to: "10.0.0.2:5000", proto: tcp, bytes: 100000}
+  - connect: {from: b, to: "10.0.0.1:5000", proto: udp, bytes: 5000}
+"""
+
+
+def pair(h: NsMachines, lab: str, link: str = "[a:eth0, b:eth0]",
+         machines: tuple[str, ...] = ("m1", "m2")) -> MultiScenario:
+    text = f"name: {lab}\n" + h.machines_yaml(machines) + PAIR.replace("LINK", link)
+    return load_text(text.replace("machine: m2", f"machine: {machines[1]}"), f"{lab}.yaml")
+
+
+def driver(h: NsMachines, ms: MultiScenario) -> MultiLab:
+    return MultiLab(ms, ssh_config=[str(h.ssh_config)], netns=h.driver_netns)
+
+
+async def test_two_machines_ping_and_connect_across_then_nothing_left(ns_machines: NsMachines) -> None:
+    lab = unique()
+    async with driver(ns_machines, pair(ns_machines, lab)) as multi:
+        assert {b["lab"] for b in multi.built.values()} == {f"{lab}-1", f"{lab}-2"}
+        assert ns_machines.lab_traces(lab) == [
+            f"nv-{lab}-1-a", f"nv-{lab}-2-b", f"/run/netvirt/{lab}", f"/run/netvirt/{lab}-1",
+            f"/run/netvirt/{lab}-2"]
+        vx = subprocess.run(["ip", "-n", f"nv-{lab}-1-a", "-d", "-j", "link", "show", "eth0"],
+                            capture_output=True, text=True).stdout
+        assert '"info_kind":"vxlan"' in vx and '"mtu":1450' in vx  # 1500 underlay - 50
+        results = await multi.run_steps()
+        assert [r.ok for r in results] == [True, True, True], results
+    assert ns_machines.lab_traces(lab) == []
+
+
+async def test_a_build_failing_on_the_second_machine_leaves_nothing_on_either(ns_machines: NsMachines) -> None:
+    lab = unique()
+    squatter = f"nv-{lab}-2-b"  # a namespace that is not the lab's, where m2's node must go
+    subprocess.run(["ip", "netns", "add", squatter], check=True)
+    try:
+        with pytest.raises(MachineError) as ei:
+            await driver(ns_machines, pair(ns_machines, lab)).build()
+        assert ei.value.machine == "m2" and ei.value.exit_code == 3
+        assert "exists already" in str(ei.value)
+        assert ns_machines.lab_traces(lab) == [squatter], "m1's share must be gone, the squatter kept"
+    finally:
+        subprocess.run(["ip", "netns", "del", squatter], check=True)
+
+
+async def test_an_unreachable_machine_is_exit_3_with_its_name(ns_machines: NsMachines) -> None:
+    lab = unique()
+    ms = pair(ns_machines, lab, machines=("m1", "m3"))  # m3 has no sshd
+    with pytest.raises(MachineError) as ei:
+        await driver(ns_machines, ms).build()
+    assert ei.value.machine == "m3" and ei.value.exit_code == 3
+    assert "cannot reach root@198.18.0.3 over SSH" in str(ei.value)
+    assert ns_machines.lab_traces(lab) == []
+
+
+async def test_an_mtu_that_cannot_fit_fails_before_anything_is_created(ns_machines: NsMachines) -> None:
+    lab = unique()
+    ms = pair(ns_machines, lab, link="{endpoints: [a:eth0, b:eth0], mtu: 1480}")
+    multi = driver(ns_machines, ms)
+    with pytest.raises(ScenarioError) as ei:
+        await multi.build()  # the machines' underlay MTU (1500) is known only once asked
+    (problem,) = ei.value.problems
+    assert problem.path == "links[0]" and problem.line == 9
+    assert "1480 of a:eth0 + 50 bytes of VXLAN over IPv4 = 1530 > underlay MTU 1500" in problem.message
+    assert ns_machines.lab_traces(lab) == []
+
+
+async def test_a_lost_connection_fails_the_run_and_the_machine_cleans_up(ns_machines: NsMachines) -> None:
+    lab = unique()
+    multi = driver(ns_machines, pair(ns_machines, lab))
+    await multi.build()
+    try:
+        multi.remotes["m2"].abort()
+        with pytest.raises(MachineError) as ei:
+            await multi.run_steps()
+        assert ei.value.machine == "m2" and "lost" in str(ei.value)
+    finally:
+        with pytest.raises(MachineError, match="netvirt down"):
+            await multi.teardown()  # m1 confirms; m2 could not: the record stays for down
+    deadline = time.monotonic() + 20
+    while f"/run/netvirt/{lab}-2" in ns_machines.lab_traces(lab) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # m2's agent saw its channel end: it tears down by itself
+    assert ns_machines.lab_traces(lab) == [f"/run/netvirt/{lab}"]
+    await down_multi(lab, ssh_config=[str(ns_machines.ssh_config)], netns=ns_machines.driver_netns)
+    assert ns_machines.lab_traces(lab) == []
+
+
+DRIVER_SCRIPT = """
+import asyncio, sys
+from netvirt.multi.driver import MultiLab
+from netvirt.multi.machines import load
+
+async def main():
+    lab = MultiLab(load(sys.argv[1]))
+    await lab.build()
+    print("built", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_sigkill_of_the_driver_then_down_cleans_both(ns_machines: NsMachines, tmp_path) -> None:
+    lab = unique()
+    path = tmp_path / f"{lab}.yaml"
+    path.write_text(f"name: {lab}\n" + ns_machines.machines_yaml() + PAIR.replace("LINK", "[a:eth0, b:eth0]"))
+    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns_machines.driver_netns}", sys.executable, "-c",
+                             DRIVER_SCRIPT, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=ROOT, env=ns_machines.env())
+    try:
+        line = await asyncio.to_thread(proc.stdout.readline)  # type: ignore[union-attr]
+        assert line == b"built\n", proc.stderr.read()  # type: ignore[union-attr]
+        assert len(ns_machines.lab_traces(lab)) == 5
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert f"/run/netvirt/{lab}" in ns_machines.lab_traces(lab)  # the driver's record survives it
+    done = await down_multi(lab, ssh_config=[str(ns_machines.ssh_config)], netns=ns_machines.driver_netns)
+    assert set(done) == {"m1", "m2"}
+    assert ns_machines.lab_traces(lab) == []
