@@ -7,6 +7,7 @@ imports change then.
 from __future__ import annotations
 
 from netvirt.topology import loader as _loader
+from netvirt.topology import model as _model_module
 from netvirt.topology._checks import LineDict, LineList, name_problem
 from netvirt.topology.model import (
     Endpoint,
@@ -19,6 +20,8 @@ from netvirt.topology.model import (
 )
 from netvirt.topology.validate import validate
 
+#: the modules whose dataclasses cross the wire to the machines (wire.CLASSES)
+MODEL_MODULES = (_model_module,)
 load_plain = _loader.load
 parse_yaml = _loader.parse_yaml
 run_python = _loader._run_python  # a Python scenario's raw structure
@@ -30,6 +33,7 @@ __all__ = [
     "LineDict",
     "LineList",
     "LinkSpec",
+    "MODEL_MODULES",
     "NodeSpec",
     "Scenario",
     "StepSpec",

@@ -121,8 +121,9 @@ class MultiLab:
         remote = Remote(self.plan.shares[machine].machine, **self._ssh)  # type: ignore[arg-type]
         self.remotes[machine] = remote
         await remote.connect()
-        await remote.check_version()
-        await remote.start_agent(self._loop)
+        # the version check and the agent's start-up (each a Python start there) overlap;
+        # nothing is asked of the agent before the version is known to match
+        await gather_all([remote.check_version(), remote.start_agent(self._loop)])
         hello = await remote.request("hello", underlay=str(remote.machine.underlay))
         return int(hello["mtu"])
 

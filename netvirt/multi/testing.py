@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: the directory holding this netvirt package: the machines run this very copy
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,6 +214,19 @@ class NsMachines:
             m = self.machine(name)
             lines.append(f"  {m.name}: {{ssh: \"{m.ssh}\", underlay: {m.address}, command: \"{COMMAND}\"}}")
         return "\n".join(lines) + "\n"
+
+    def adapt(self, ms: Any, command: str = COMMAND) -> Any:
+        """``ms`` (a MultiScenario) with every machine started by ``command`` (this checkout)."""
+        from dataclasses import replace
+
+        machines = {k: replace(m, command=command) for k, m in ms.layout.machines.items()}
+        return replace(ms, layout=replace(ms.layout, machines=machines))
+
+    def driver(self, ms: Any, **kw: Any) -> Any:
+        """An in-process driver (MultiLab) reaching the machines from the driver's namespace."""
+        from netvirt.multi.driver import MultiLab
+
+        return MultiLab(ms, ssh_config=[str(self.ssh_config)], netns=self.driver_netns, **kw)
 
     def lab_traces(self, lab: str) -> list[str]:
         """What a lab left anywhere: namespaces of its shares, state records of it and them."""

@@ -23,8 +23,8 @@ from netvirt.multi import _model
 from netvirt.multi.split import VxlanEnd
 
 CLASSES: dict[str, type] = {
-    name: obj for name in dir(_model)
-    if dataclasses.is_dataclass(obj := getattr(_model, name)) and isinstance(obj, type)
+    name: obj for module in _model.MODEL_MODULES for name in dir(module)
+    if dataclasses.is_dataclass(obj := getattr(module, name)) and isinstance(obj, type)
 }
 CLASSES["VxlanEnd"] = VxlanEnd
 
@@ -42,7 +42,7 @@ def encode(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         name = type(obj).__name__
         if CLASSES.get(name) is not type(obj):
-            CLASSES[name] = type(obj)  # our own spec types, met for the first time
+            raise TypeError(f"{name} cannot cross to a machine: register() it in netvirt.multi.wire")
         out = {"$": name}
         for f in dataclasses.fields(obj):
             out[f.name] = encode(getattr(obj, f.name))
@@ -70,7 +70,10 @@ def decode(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     if "$" in data:
-        cls = CLASSES[data["$"]]
+        cls = CLASSES.get(data["$"])
+        if cls is None:
+            raise TypeError(f"cannot read a {data['$']!r} from the driver: register() it in "
+                            "netvirt.multi.wire (the same netvirt version on both sides?)")
         return cls(**{k: decode(v) for k, v in data.items() if k != "$"})
     if "$t" in data:
         return tuple(decode(x) for x in data["$t"])

@@ -149,3 +149,12 @@ def test_shares_and_steps_cross_the_wire_intact() -> None:
 def test_plain_scenarios_load_without_machines() -> None:
     ms = load(ROOT / "scenarios" / "s4-udp-tunnel.yaml")
     assert not ms.layout and ms.scenario.name == "s4-udp-tun"
+
+
+def test_every_spec_of_a_tunnel_share_crosses_the_wire() -> None:
+    ms = load(ROOT / "scenarios" / "s4-udp-tunnel-split.yaml")
+    p = plan(ms.scenario, ms.layout)
+    for share in p.shares.values():
+        assert wire.decode(wire.encode(share.scenario)) == share.scenario  # ProgramSpec too
+    with pytest.raises(TypeError, match="register"):
+        wire.encode(p)  # a Plan is the driver's own: it never crosses
