@@ -210,8 +210,15 @@ async def serve(reader: asyncio.StreamReader, write: Any) -> int:
 
 
 def main(loop_name: str = "asyncio") -> int:
-    """Entry point of ``netvirt agent``: stdin/stdout are the driver's channel."""
-    out = sys.stdout.buffer
+    """Entry point of ``netvirt agent``: stdin/stdout are the driver's channel.
+
+    Only protocol lines may reach the channel: the real stdout is kept for them and
+    fd 1 becomes stderr, so whatever else prints (user programs, child processes
+    that inherit fd 1) goes to the machine's log instead.
+    """
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
 
     def write(msg: dict[str, Any]) -> None:
         with contextlib.suppress(BrokenPipeError, OSError):

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from netvirt import __version__
-from netvirt.errors import MachineError, NetvirtError
+from netvirt.errors import EnvironmentProblem, MachineError, NetvirtError
 from netvirt.multi import wire
 from netvirt.multi.machines import MachineSpec
 
@@ -76,7 +76,11 @@ class Remote:
 
     # -- connecting ----------------------------------------------------------------
     async def connect(self) -> None:
-        import asyncssh
+        try:
+            import asyncssh
+        except ModuleNotFoundError:
+            raise EnvironmentProblem("labs across machines need asyncssh on the driver: "
+                                     "pip install 'netvirt[multi]'") from None
 
         user, host, port = parse_ssh(self.machine.ssh)
         kw: dict[str, Any] = {"connect_timeout": self._timeout}

@@ -150,3 +150,22 @@ async def test_sigkill_of_the_driver_then_down_cleans_both(ns_machines: NsMachin
     done = await down_multi(lab, ssh_config=[str(ns_machines.ssh_config)], netns=ns_machines.driver_netns)
     assert set(done) == {"m1", "m2"}
     assert ns_machines.lab_traces(lab) == []
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_cancelled_while_the_shares_build_unwinds_every_machine(ns_machines: NsMachines) -> None:
+    lab = unique()
+    building = asyncio.Event()
+
+    def progress(what: str) -> None:
+        if what.startswith("building"):
+            building.set()
+
+    multi = MultiLab(pair(ns_machines, lab), ssh_config=[str(ns_machines.ssh_config)],
+                     netns=ns_machines.driver_netns, progress=progress)
+    task = asyncio.ensure_future(multi.build())
+    await building.wait()
+    task.cancel()  # as Ctrl-C does
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ns_machines.lab_traces(lab) == []

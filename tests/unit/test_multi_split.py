@@ -158,3 +158,13 @@ def test_every_spec_of_a_tunnel_share_crosses_the_wire() -> None:
         assert wire.decode(wire.encode(share.scenario)) == share.scenario  # ProgramSpec too
     with pytest.raises(TypeError, match="register"):
         wire.encode(p)  # a Plan is the driver's own: it never crosses
+
+
+def test_ssh_targets() -> None:
+    from netvirt.multi.remote import parse_ssh
+
+    assert parse_ssh("root@192.0.2.1") == ("root", "192.0.2.1", None)
+    assert parse_ssh("lab-host") == (None, "lab-host", None)
+    assert parse_ssh("me@h:2222") == ("me", "h", 2222)
+    assert parse_ssh("root@[2001:db8::1]:22") == ("root", "2001:db8::1", 22)
+    assert parse_ssh("2001:db8::1") == (None, "2001:db8::1", None)
