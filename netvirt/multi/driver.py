@@ -98,7 +98,7 @@ class MultiLab:
             m: {"ssh": share.machine.ssh, "command": share.machine.command, "share": share.lab,
                 "underlay": str(share.machine.underlay), "nodes": sorted(share.scenario.nodes)}
             for m, share in self.plan.shares.items()}},
-            "nodes": sorted(self.scenario.nodes), "host_nodes": []}
+            "nodes": [], "host_nodes": []}  # the nodes live on the machines
 
     async def build(self) -> None:
         t0 = time.perf_counter()

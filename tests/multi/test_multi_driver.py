@@ -169,3 +169,28 @@ async def test_cancelled_while_the_shares_build_unwinds_every_machine(ns_machine
     with pytest.raises(asyncio.CancelledError):
         await task
     assert ns_machines.lab_traces(lab) == []
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_down_on_one_machine_alone_cleans_its_share(ns_machines: NsMachines) -> None:
+    lab = unique()
+    multi = driver(ns_machines, pair(ns_machines, lab))
+    await multi.build()
+    try:
+        res = await asyncio.to_thread(subprocess.run, [
+            "nsenter", f"--net=/run/netns/{ns_machines.driver_netns}", "ssh", "-F",
+            str(ns_machines.ssh_config), "-o", "BatchMode=yes", "root@198.18.0.1",
+            f"python3 -m netvirt down {lab}-1"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert f"lab {lab}-1: down" in res.stdout
+        traces = ns_machines.lab_traces(lab)
+        assert f"nv-{lab}-1-a" not in traces and f"/run/netvirt/{lab}-1" not in traces
+        assert f"nv-{lab}-2-b" in traces, "the other machine's share is not that down's business"
+        with pytest.raises(MachineError) as ei:
+            await multi.run_steps()
+        assert ei.value.machine == "m1"
+    finally:
+        with pytest.raises(MachineError):
+            await multi.teardown()
+    await down_multi(lab, ssh_config=[str(ns_machines.ssh_config)], netns=ns_machines.driver_netns)
+    assert ns_machines.lab_traces(lab) == []
