@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -144,7 +145,7 @@ async def test_sigkill_of_the_driver_then_down_cleans_both(ns_machines: NsMachin
         assert len(ns_machines.lab_traces(lab)) == 5
         # the worst case: the agents die with the driver, so no machine cleans up by itself
         for k in (1, 2):
-            agent = json.loads(open(f"/run/netvirt/{lab}-{k}/lab.json").read())["pid"]
+            agent = json.loads(Path(f"/run/netvirt/{lab}-{k}/lab.json").read_text())["pid"]
             os.kill(agent, signal.SIGKILL)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
