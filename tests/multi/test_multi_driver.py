@@ -201,3 +201,23 @@ async def test_down_on_one_machine_alone_cleans_its_share(ns_machines: NsMachine
             await multi.teardown()
     await down_multi(lab, ssh_config=[str(ns_machines.ssh_config)], netns=ns_machines.driver_netns)
     assert ns_machines.lab_traces(lab) == []
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    ("sh -c 'echo netvirt 0.0.9' --", "runs netvirt 0.0.9, this driver"),
+    ("/nonexistent/netvirt", "'/nonexistent/netvirt' is not there"),
+])
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_another_version_or_no_netvirt_on_a_machine_is_exit_3(ns_machines: NsMachines, command: str,
+                                                                    message: str) -> None:
+    lab = unique()
+    ms = pair(ns_machines, lab)
+    ms = ns_machines.adapt(ms)
+    from dataclasses import replace
+
+    m2 = replace(ms.layout.machines["m2"], command=command)
+    ms = replace(ms, layout=replace(ms.layout, machines={**ms.layout.machines, "m2": m2}))
+    with pytest.raises(MachineError) as ei:
+        await driver(ns_machines, ms).build()
+    assert ei.value.machine == "m2" and ei.value.exit_code == 3 and message in str(ei.value), str(ei.value)
+    assert ns_machines.lab_traces(lab) == []
