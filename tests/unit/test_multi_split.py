@@ -168,3 +168,26 @@ def test_ssh_targets() -> None:
     assert parse_ssh("me@h:2222") == ("me", "h", 2222)
     assert parse_ssh("root@[2001:db8::1]:22") == ("root", "2001:db8::1", 22)
     assert parse_ssh("2001:db8::1") == (None, "2001:db8::1", None)
+
+
+def chain(n: int, ring: bool = False, machines: int = 2) -> MultiScenario:
+    nodes = {f"n{i}": {"interfaces": {"l": {}, "r": {}}} for i in range(n)}
+    links = [[f"n{i}:r", f"n{i + 1}:l"] for i in range(n - 1)]
+    if ring:
+        links.append([f"n{n - 1}:r", "n0:l"])
+    else:
+        nodes["n0"]["interfaces"].pop("l")
+        nodes[f"n{n - 1}"]["interfaces"].pop("r")
+    ms = {f"m{k}": {"ssh": f"h{k}", "underlay": f"192.0.2.{k}"} for k in range(1, machines + 1)}
+    return from_raw({"name": "chain", "machines": ms, "nodes": nodes, "links": links}, "chain.py")
+
+
+@pytest.mark.parametrize(("n", "ring", "machines", "cut"), [(4, False, 2, 1), (9, False, 3, 2),
+                                                             (6, True, 2, 2), (8, True, 4, 4)])
+def test_placement_cuts_chains_and_rings_as_little_as_balance_allows(n: int, ring: bool, machines: int,
+                                                                     cut: int) -> None:
+    ms = chain(n, ring, machines)
+    p = plan(ms.scenario, ms.layout)
+    assert len(p.crossing) == cut
+    counts = sorted(list(p.placement.values()).count(m) for m in ms.layout.machines)
+    assert counts[-1] - counts[0] <= 1
