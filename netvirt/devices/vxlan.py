@@ -16,7 +16,7 @@ port in one underlay namespace (``EEXIST``), whatever the local address.
 
 Without a lower device the kernel does not derive the MTU from the underlay
 (it stays 1500, max 65535): the creator sets it so that inner frames plus the
-encapsulation fit the underlay (``overhead()``: 50 bytes over IPv4, 70 over IPv6).
+encapsulation fit the underlay (50 bytes over IPv4, 70 over IPv6).
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from netvirt.devices.base import Device, NetnsArg, fresh_ifindex, resolve_netns
 from netvirt.errors import NameTakenError, UsageError
 from netvirt.netns import Namespace
 
-#: netvirt's UDP port for VXLAN: not IANA's 4789, so a lab never meets the host's own
-#: VXLAN (flannel, EVPN); below Linux's ephemeral range (32768-60999), so no client
-#: socket can hold it by chance
-VXLAN_PORT = 14789
+#: IANA's VXLAN port, the device's default (labs across machines use their own: see
+#: ``netvirt.multi.split.VXLAN_PORT``)
+VXLAN_PORT = 4789
 
 IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LOCAL = 1, 2, 4
 IFLA_VXLAN_LEARNING = 7
@@ -43,11 +42,6 @@ IFLA_VXLAN_GROUP6, IFLA_VXLAN_LOCAL6 = 16, 17
 VNI_MAX = (1 << 24) - 1
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def overhead(underlay: IPAddress | str) -> int:
-    """Bytes VXLAN adds to an inner frame's IP MTU: outer IP + UDP + VXLAN + inner Ethernet."""
-    return 50 if ipaddress.ip_address(underlay).version == 4 else 70
 
 
 def vxlan_data(vni: int, local: IPAddress, remote: IPAddress, port: int = VXLAN_PORT,
@@ -123,4 +117,4 @@ class Vxlan(Device):
                 await self._underlay.close()
 
 
-__all__ = ["VNI_MAX", "VXLAN_PORT", "Vxlan", "overhead", "vxlan_data"]
+__all__ = ["VNI_MAX", "VXLAN_PORT", "Vxlan", "vxlan_data"]

@@ -27,18 +27,27 @@ that was set and does not fit is a located error before anything is created.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from netvirt.devices.vxlan import VXLAN_PORT, overhead
 from netvirt.errors import Problem, ScenarioError
 from netvirt.multi._model import Endpoint, IPAddress, LinkSpec, Scenario, StepSpec
 from netvirt.multi.machines import Layout, MachineSpec
 
 DEFAULT_UNDERLAY_MTU = 1500
 MAX_CROSSING = 4096
+#: netvirt's UDP port for the VXLANs of crossing links: not IANA's 4789, so a lab never
+#: meets the host's own VXLAN (flannel, EVPN); below Linux's ephemeral range
+#: (32768-60999), so no client socket holds it by chance
+VXLAN_PORT = 14789
+
+
+def overhead(underlay: IPAddress | str) -> int:
+    """Bytes VXLAN adds to an inner frame's IP MTU: outer IP + UDP + VXLAN + inner Ethernet."""
+    return 50 if ipaddress.ip_address(underlay).version == 4 else 70
 
 
 @dataclass(frozen=True)
@@ -282,5 +291,5 @@ def plan(scenario: Scenario, layout: Layout, underlay_mtus: Mapping[str, int] | 
     return Plan(scenario.name, scenario, machines, placement, shares, tuple(crossing))
 
 
-__all__ = ["CrossLink", "DEFAULT_UNDERLAY_MTU", "Plan", "Share", "VxlanEnd", "place", "plan", "share_name",
-           "step_node", "step_peer_node", "vni_base"]
+__all__ = ["DEFAULT_UNDERLAY_MTU", "VXLAN_PORT", "CrossLink", "Plan", "Share", "VxlanEnd", "overhead", "place",
+           "plan", "share_name", "step_node", "step_peer_node", "vni_base"]

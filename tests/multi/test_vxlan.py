@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from netvirt.devices import Bridge, Veth
-from netvirt.devices.vxlan import VXLAN_PORT, Vxlan, overhead, vxlan_data
+from netvirt.devices.vxlan import VXLAN_PORT, Vxlan, vxlan_data
 from netvirt.errors import NameTakenError, UsageError
+from netvirt.multi.split import overhead
 from netvirt.netns import Namespace
 from tests.conftest import unique
 from tests.test_devices_support import NewNs, info_data, ip_link, nss, ping
