@@ -72,7 +72,7 @@ class Agent:
                 "nodes": len(scenario.nodes), "vxlans": len(vxlans)}
 
     async def op_step(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from netvirt.topology.steps import run_step
+        from netvirt.multi._live import run_step
 
         if self.topo is None:
             raise EnvironmentProblem("agent: no share is built here")
@@ -84,8 +84,9 @@ class Agent:
     async def op_listen(self, msg: dict[str, Any]) -> dict[str, Any]:
         import socket
 
-        from netvirt.topology import steps
+        from netvirt.multi._live import echo_probes
 
+        tcp_echo_once, _, udp_echo, _ = echo_probes()
         node = self._topo().node(msg["node"])
         fam = socket.AF_INET6 if ":" in msg["address"] else socket.AF_INET
         tcp = msg["proto"] == "tcp"
@@ -99,7 +100,7 @@ class Agent:
             sock.close()
             raise
         loop = asyncio.get_running_loop()
-        echo = steps._tcp_echo_once(loop, sock) if tcp else steps._udp_echo(loop, sock)
+        echo = tcp_echo_once(loop, sock) if tcp else udp_echo(loop, sock)
         token = len(self.listeners) + 1
         self.listeners[token] = (sock, asyncio.ensure_future(echo))
         return {"token": token}
@@ -114,8 +115,9 @@ class Agent:
     async def op_talk(self, msg: dict[str, Any]) -> dict[str, Any]:
         import socket
 
-        from netvirt.topology import steps
+        from netvirt.multi._live import echo_probes
 
+        _, tcp_roundtrip, _, udp_roundtrip = echo_probes()
         node = self._topo().node(msg["node"])
         addr, port = msg["address"], int(msg["port"])
         fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -124,7 +126,7 @@ class Agent:
         payload = os.urandom(int(msg["bytes"]))
         loop = asyncio.get_running_loop()
         try:
-            talk = steps._tcp_client if tcp else steps._udp_client
+            talk = tcp_roundtrip if tcp else udp_roundtrip
             echoed = await asyncio.wait_for(talk(loop, sock, (addr, port), payload), float(msg["timeout"]))
         except (TimeoutError, OSError) as exc:
             return {"intact": False, "detail": f"{type(exc).__name__}: {exc}" if str(exc) else "timed out"}

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from netvirt.errors import MachineError
+from netvirt.multi._live import STATE_ROOT, LabState, lab_dir, read_info, stop_owner
 from netvirt.multi.machines import MachineSpec
 from netvirt.multi.remote import Remote
-from netvirt.topology.state import STATE_ROOT, LabState, lab_dir, read_info, stop_owner
 
 
 def is_multi(lab: str, root: Path = STATE_ROOT) -> bool:

@@ -32,11 +32,10 @@ from typing import Any
 from netvirt._aio import complete, unwind
 from netvirt.errors import MachineError, NetvirtError
 from netvirt.multi import wire
+from netvirt.multi._live import STATE_ROOT, LabState, StepResult
 from netvirt.multi.machines import MultiScenario
 from netvirt.multi.remote import Remote
 from netvirt.multi.split import Plan, plan
-from netvirt.topology.state import STATE_ROOT, LabState
-from netvirt.topology.steps import StepResult
 
 ProgressFn = Callable[[str], None]
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from netvirt._aio import complete
 from netvirt.devices.vxlan import Vxlan
+from netvirt.multi._live import Topology
 from netvirt.multi._model import NodeSpec, Scenario
 from netvirt.multi.split import VxlanEnd
 from netvirt.netns import Namespace
-from netvirt.topology.builder import Topology
 
 
 class ShareTopology(Topology):

@@ -32,6 +32,7 @@ import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from netvirt.errors import Problem, ScenarioError
 from netvirt.multi._model import Endpoint, IPAddress, LinkSpec, Scenario, StepSpec
@@ -118,23 +119,32 @@ def vni_base(lab: str) -> int:
     return (zlib.crc32(lab.encode()) % 4095 + 1) * MAX_CROSSING
 
 
+def step_param(step: StepSpec, *keys: str) -> Any:
+    """The first of ``keys`` that a step's parameters have (a mapping or typed step spec)."""
+    p: Any = step.params
+    for key in keys:
+        value = p.get(key) if isinstance(p, Mapping) else getattr(p, key, None)
+        if value is not None:
+            return value
+    return None
+
+
 def step_node(step: StepSpec) -> str | None:
     """The node a step acts from, or None for steps that need no node (``wait``)."""
-    p = step.params
-    for key in ("from", "node", "device", "bridge", "endpoint"):
-        value = p.get(key)
+    for keys in (("from", "src"), ("node",), ("device",), ("bridge",), ("endpoint",)):
+        value = step_param(step, *keys)
         if value is None:
             continue
         if isinstance(value, Endpoint):
             return value.node
         text = str(value)
-        return text.partition(":")[0] if key in ("device", "bridge", "endpoint") else text
+        return text.partition(":")[0] if keys[0] in ("device", "bridge", "endpoint") else text
     return None
 
 
 def step_peer_node(step: StepSpec) -> str | None:
     """For a step that also needs a node at the far end (``connect``: the listener)."""
-    server = step.params.get("server")
+    server = step_param(step, "server")
     return str(server) if server is not None else None
 
 
@@ -292,4 +302,4 @@ def plan(scenario: Scenario, layout: Layout, underlay_mtus: Mapping[str, int] | 
 
 
 __all__ = ["DEFAULT_UNDERLAY_MTU", "VXLAN_PORT", "CrossLink", "Plan", "Share", "VxlanEnd", "overhead", "place",
-           "plan", "share_name", "step_node", "step_peer_node", "vni_base"]
+           "plan", "share_name", "step_node", "step_param", "step_peer_node", "vni_base"]

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from netvirt.errors import NetvirtError
 from netvirt.multi import wire
-from netvirt.multi.split import step_node, step_peer_node
-from netvirt.topology.steps import StepResult, _title
+from netvirt.multi._live import StepResult
+from netvirt.multi._live import step_title as _title
+from netvirt.multi.split import step_node, step_param, step_peer_node
 
 if TYPE_CHECKING:
     from netvirt.multi.driver import MultiLab
@@ -29,8 +30,9 @@ async def run_step(lab: MultiLab, step: Any, index: int = 1) -> StepResult:
     t0 = time.perf_counter()
     if node is None:
         if step.kind == "wait":
-            await asyncio.sleep(float(step.params["seconds"]))
-            return StepResult(index, step.kind, title, True, f"waited {step.params['seconds']} s",
+            seconds = float(step_param(step, "seconds"))
+            await asyncio.sleep(seconds)
+            return StepResult(index, step.kind, title, True, f"waited {step_param(step, 'seconds')} s",
                               time.perf_counter() - t0)
         return StepResult(index, step.kind, title, False, "this step names no node: it cannot be "
                           "placed on a machine", 0.0)
@@ -44,21 +46,24 @@ async def run_step(lab: MultiLab, step: Any, index: int = 1) -> StepResult:
 
 async def _connect_across(lab: MultiLab, step: Any, index: int, title: str, client: str,
                           server: str) -> StepResult:
-    p = step.params
+    def p(*keys: str) -> Any:
+        return step_param(step, *keys)
+
     t0 = time.perf_counter()
     srv, cli = lab.remotes[server], lab.remotes[client]
-    where = {"proto": p["proto"], "address": p["address"], "port": p["port"]}
+    where = {"proto": p("proto"), "address": p("address"), "port": p("port")}
     ok, detail = False, ""
     try:
-        token = (await srv.request("listen", node=p["server"], **where))["token"]
+        token = (await srv.request("listen", node=p("server"), **where))["token"]
         try:
-            talk = await cli.request("talk", node=p["from"], bytes=p["bytes"], timeout=p["timeout"], **where)
+            talk = await cli.request("talk", node=p("from", "src"), bytes=p("bytes"), timeout=p("timeout"),
+                                     **where)
             ok, detail = bool(talk["intact"]), str(talk["detail"])
         finally:
             await srv.request("unlisten", token=token)
     except NetvirtError as exc:
         ok, detail = False, str(exc)
-    if p["expect"] == "failure":
+    if p("expect") == "failure":
         detail = f"failed as expected ({detail})" if not ok else f"{detail}; expected no connection"
         ok = not ok
     return StepResult(index, step.kind, title, ok, detail, time.perf_counter() - t0)

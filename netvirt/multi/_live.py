@@ -1,0 +1,25 @@
+"""The one place this package imports the live side from (builder, steps, journal).
+
+Kept apart from ``_model`` so that the pure modules (machines, split, wire) never
+import it; the restructure moves these names, and only this file changes then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netvirt.topology.builder import Topology
+from netvirt.topology.state import STATE_ROOT, LabState, lab_dir, read_info, stop_owner
+from netvirt.topology.steps import StepResult, run_step
+from netvirt.topology.steps import _title as step_title
+
+
+def echo_probes() -> tuple[Any, Any, Any, Any]:
+    """(tcp_echo_once, tcp_roundtrip, udp_echo, udp_roundtrip): netvirt's own echo and its client."""
+    from netvirt.topology import steps
+
+    return steps._tcp_echo_once, steps._tcp_client, steps._udp_echo, steps._udp_client
+
+
+__all__ = ["STATE_ROOT", "LabState", "StepResult", "echo_probes", "lab_dir", "read_info", "run_step",
+           "Topology", "step_title", "stop_owner"]
