@@ -39,6 +39,21 @@ async def test_vxlan_pair_carries_ping_between_nodes_of_two_machines(nss: NewNs)
 
 
 @pytest.mark.root
+async def test_vxlan_over_an_ipv6_underlay(nss: NewNs) -> None:
+    m1, m2, a, b = await nss(), await nss(), await nss(), await nss()
+    async with Veth("ul0", "ul0", netns=m1, peer_netns=m2, addresses=["fd00:77::1/64"],
+                    peer_addresses=["fd00:77::2/64"]):
+        va = Vxlan("eth0", netns=a, underlay_netns=m1, vni=7, local="fd00:77::1", remote="fd00:77::2",
+                   mtu=1430, addresses=["10.8.0.1/24"])  # 1500 - 70 bytes of VXLAN over IPv6
+        vb = Vxlan("eth0", netns=b, underlay_netns=m2, vni=7, local="fd00:77::2", remote="fd00:77::1",
+                   mtu=1430, addresses=["10.8.0.2/24"])
+        async with va, vb:
+            d = info_data(await ip_link(a, "eth0"))  # type: ignore[arg-type]
+            assert (d["remote6"], d["local6"]) == ("fd00:77::2", "fd00:77::1")
+            assert await ping(a, "10.8.0.2", count=2) == 0
+
+
+@pytest.mark.root
 async def test_vxlan_as_bridge_port_and_same_vni_refused_in_one_underlay(nss: NewNs) -> None:
     m1, a, b = await nss(), await nss(), await nss()
     async with Bridge("br0", netns=a) as br:
