@@ -46,8 +46,8 @@ links:
 
 
 async def build_runs(args: argparse.Namespace, rep: Report, h: Any) -> None:
-    from netvirt.multi.machines import load
     from netvirt.multi._live import Topology
+    from netvirt.multi.machines import load
 
     star = FsPath(REPO) / "scenarios" / "s3b_star_split.py"
     split, shares, local = [], [], []
@@ -77,8 +77,8 @@ async def build_runs(args: argparse.Namespace, rep: Report, h: Any) -> None:
 
 
 async def traffic_runs(args: argparse.Namespace, rep: Report, h: Any) -> None:
-    from netvirt.multi.machines import load_text
     from netvirt.multi._live import Topology
+    from netvirt.multi.machines import load_text
 
     cross_lab, local_lab = f"{args.prefix[:8]}x"[:10], f"{args.prefix[:8]}v"[:10]
     ms = h.adapt(load_text(PAIR.format(lab=cross_lab, mb="m2")))

@@ -25,8 +25,8 @@ import ipaddress
 import struct
 from typing import Any
 
-from netvirt import _nlmsg
-from netvirt._netlink import Netlink, Req
+from netvirt._netlink import Netlink
+from netvirt._netlink import encode as _nlmsg
 from netvirt.devices.base import Device, NetnsArg, fresh_ifindex, resolve_netns
 from netvirt.errors import NameTakenError, UsageError
 from netvirt.netns import Namespace
@@ -87,12 +87,13 @@ class Vxlan(Device):
         ul = self._underlay
         moved = ul is not ns and ul.name != ns.name
         index = fresh_ifindex()
-        msg = _nlmsg.new_link("vxlan", index=index, data=self._data, ifname=self.name, mtu=self.mtu,
-                              mac=self.mac, ns_fd=ns.fileno() if moved else None)
+        attrs = self._link_attrs()
+        if moved:
+            attrs["ns_fd"] = ns.fileno()
 
         def add(nl: Netlink) -> int:
             try:
-                nl.request([Req(msg, "create vxlan", self.name)])
+                nl.link_add(self.name, "vxlan", index=index, data=self._data, **attrs)
             except NameTakenError:
                 raise NameTakenError(
                     f"create vxlan {self.name!r} in {ns.label}: the name is taken there, or VNI "

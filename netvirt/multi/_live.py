@@ -9,16 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from netvirt.topology.builder import Topology
-from netvirt.topology.state import STATE_ROOT, LabState, lab_dir, read_info, stop_owner
+from netvirt.topology.down import stop_owner
+from netvirt.topology.journal import STATE_ROOT, LabState, lab_dir, read_info
 from netvirt.topology.steps import StepResult, run_step
 from netvirt.topology.steps import _title as step_title
 
 
 def echo_probes() -> tuple[Any, Any, Any, Any]:
     """(tcp_echo_once, tcp_roundtrip, udp_echo, udp_roundtrip): netvirt's own echo and its client."""
-    from netvirt.topology import steps
+    from netvirt.topology import probes
 
-    return steps._tcp_echo_once, steps._tcp_client, steps._udp_echo, steps._udp_client
+    return probes.tcp_echo_once, probes.tcp_roundtrip, probes.udp_echo, probes.udp_roundtrip
 
 
 __all__ = ["STATE_ROOT", "LabState", "StepResult", "echo_probes", "lab_dir", "read_info", "run_step",

@@ -1,15 +1,15 @@
 """The one place this package imports the scenario model and its helpers from.
 
-The model is moving (``netvirt.topology`` -> ``netvirt.scenario``): only these
-imports change then.
+The model lives in ``netvirt.scenario`` (pure: no kernel side); only these
+imports would change if it moved again.
 """
 
 from __future__ import annotations
 
-from netvirt.topology import loader as _loader
-from netvirt.topology import model as _model_module
-from netvirt.topology._checks import LineDict, LineList, name_problem
-from netvirt.topology.model import (
+from netvirt.scenario import loader as _loader
+from netvirt.scenario import model as _model_module
+from netvirt.scenario.checker import LineDict, LineList, name_problem
+from netvirt.scenario.model import (
     Endpoint,
     InterfaceSpec,
     IPAddress,
@@ -18,7 +18,7 @@ from netvirt.topology.model import (
     Scenario,
     StepSpec,
 )
-from netvirt.topology.validate import validate
+from netvirt.scenario.validate import validate
 
 #: the modules whose dataclasses cross the wire to the machines (wire.CLASSES)
 MODEL_MODULES = (_model_module,)

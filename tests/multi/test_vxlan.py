@@ -11,7 +11,7 @@ from netvirt.errors import NameTakenError, UsageError
 from netvirt.multi.split import overhead
 from netvirt.netns import Namespace
 from tests.conftest import unique
-from tests.test_devices_support import NewNs, info_data, ip_link, nss, ping
+from tests.kernel.devices_support import NewNs, info_data, ip_link, nss, ping
 
 __all__ = ["nss"]
 
