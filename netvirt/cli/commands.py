@@ -16,7 +16,7 @@ from netvirt.errors import EnvironmentProblem, NoSuchObjectError, UsageError
 def dispatch(args: argparse.Namespace) -> int:
     """Run one verb. Those that need an event loop live in ``live.py``, imported only for them."""
     light: dict[str, Callable[[argparse.Namespace], int]] = {
-        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec,
+        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec, "agent": cmd_agent,
     }
     if args.verb in light:
         return light[args.verb](args)
@@ -47,6 +47,12 @@ def _load(args: argparse.Namespace) -> Any:
     if getattr(args, "name", None):
         scenario = scenario.with_name(args.name)
     return scenario
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from netvirt.multi.agent import main
+
+    return main(args.loop)
 
 
 # -- validate / graph ----------------------------------------------------------

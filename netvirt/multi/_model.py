@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from netvirt.scenario import loader as _loader
 from netvirt.scenario import model as _model_module
-from netvirt.scenario.checker import LineDict, LineList, name_problem
 from netvirt.scenario.model import (
     Endpoint,
     InterfaceSpec,
     IPAddress,
     LinkSpec,
+    MachineSpec,
     NodeSpec,
     Scenario,
     StepSpec,
@@ -23,23 +23,19 @@ from netvirt.scenario.validate import validate
 #: the modules whose dataclasses cross the wire to the machines (wire.CLASSES)
 MODEL_MODULES = (_model_module,)
 load_plain = _loader.load
-parse_yaml = _loader.parse_yaml
-run_python = _loader._run_python  # a Python scenario's raw structure
+load_text_plain = _loader.load_text
 
 __all__ = [
+    "MODEL_MODULES",
     "Endpoint",
     "IPAddress",
     "InterfaceSpec",
-    "LineDict",
-    "LineList",
     "LinkSpec",
-    "MODEL_MODULES",
+    "MachineSpec",
     "NodeSpec",
     "Scenario",
     "StepSpec",
     "load_plain",
-    "name_problem",
-    "parse_yaml",
-    "run_python",
+    "load_text_plain",
     "validate",
 ]

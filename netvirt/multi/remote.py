@@ -144,7 +144,7 @@ class Remote:
         return words[1]
 
     async def start_agent(self, loop: str = "asyncio") -> None:
-        cmd = f"{self.machine.command} agent" + (" --loop=uvloop" if loop == "uvloop" else "")
+        cmd = f"{self.machine.command} --loop {shlex.quote(loop)} agent"
         try:
             self._proc = await self._conn.create_process(cmd, encoding=None)
         except Exception as exc:

@@ -6,18 +6,7 @@ sub-scenario of its nodes and the links between them, under the share's own
 lab name), and the links that cross machines, each carried by one VXLAN pair
 with its own VNI between the two machines' underlay addresses.
 
-Placement (nodes without ``machine:``), greedy and deterministic:
-
-* a macvlan/macvtap and its parent stay on one machine (a hard rule: the
-  kernel cannot parent across hosts); such a group moves as one;
-* every machine gets at most ``ceil(nodes / machines)`` nodes where it can
-  (balance), and among those the group goes where most of its links already
-  are (keep links local), then to the least loaded machine, then in file order;
-* groups are taken in the order of their links to nodes placed already (so a
-  bridge's ports follow it until its machine is full), and a start (nothing placed
-  yet, or a new connected part) is a group with the fewest links: greedy graph
-  growing from the periphery, which cuts a chain or a ring in as few places as
-  a balanced split allows.
+Placement (nodes without ``machine:``): ``netvirt.scenario.placement``.
 
 MTU: VXLAN adds 50 bytes over IPv4 (70 over IPv6) to the inner IP MTU. A
 crossing link end whose MTU is unset gets ``underlay MTU - overhead`` (the
@@ -28,7 +17,6 @@ that was set and does not fit is a located error before anything is created.
 from __future__ import annotations
 
 import ipaddress
-import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -37,6 +25,7 @@ from typing import Any
 from netvirt.errors import Problem, ScenarioError
 from netvirt.multi._model import Endpoint, IPAddress, LinkSpec, Scenario, StepSpec
 from netvirt.multi.machines import Layout, MachineSpec
+from netvirt.scenario.placement import place as _place
 
 DEFAULT_UNDERLAY_MTU = 1500
 MAX_CROSSING = 4096
@@ -148,88 +137,9 @@ def step_peer_node(step: StepSpec) -> str | None:
     return str(server) if server is not None else None
 
 
-# -- placement ------------------------------------------------------------------
-def _groups(scenario: Scenario) -> list[list[str]]:
-    """Nodes that must share a machine (macvlan parent relations), in file order."""
-    parent = {n: n for n in scenario.nodes}
-
-    def find(n: str) -> str:
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    for iface in scenario.interfaces():
-        if iface.parent is not None and iface.parent.node != iface.node:
-            ra, rb = find(iface.node), find(iface.parent.node)
-            if ra != rb:
-                first, later = sorted((ra, rb), key=list(scenario.nodes).index)
-                parent[later] = first
-    out: dict[str, list[str]] = {}
-    for n in scenario.nodes:
-        out.setdefault(find(n), []).append(n)
-    return list(out.values())
-
-
-def place(scenario: Scenario, layout: Layout) -> dict[str, str]:
-    """node -> machine for every node: ``machine:`` where given, else by the rules above."""
-    machines = list(layout.machines)
-    if not machines:
-        raise ValueError("place() needs machines")
-    source = scenario.source
-    problems: list[Problem] = []
-    placement: dict[str, str] = {}
-    pending: list[list[str]] = []
-    for group in _groups(scenario):
-        fixed = {layout.assigned[n] for n in group if n in layout.assigned}
-        if len(fixed) > 1:
-            named = ", ".join(f"{n} on {layout.assigned[n]}" for n in group if n in layout.assigned)
-            node = next(n for n in group[1:] if n in layout.assigned) if any(
-                n in layout.assigned for n in group[1:]) else group[0]
-            path = f"nodes.{node}.machine"
-            problems.append(Problem(path, f"nodes {', '.join(group)} must share a machine (a macvlan "
-                                          f"and its parent cannot be on two hosts), but: {named}",
-                                    layout.lines.get(path), source))
-            continue
-        if fixed:
-            (m,) = fixed
-            placement.update({n: m for n in group})
-        else:
-            pending.append(group)
-    if problems:
-        raise ScenarioError(problems)
-    neighbours: dict[str, list[str]] = {n: [] for n in scenario.nodes}
-    for link in scenario.links:
-        if link.a.node != link.b.node:
-            neighbours[link.a.node].append(link.b.node)
-            neighbours[link.b.node].append(link.a.node)
-    cap = math.ceil(len(scenario.nodes) / len(machines))
-    load = {m: 0 for m in machines}
-    for m in placement.values():
-        load[m] += 1
-    order = {n: i for i, n in enumerate(scenario.nodes)}
-
-    def links_to(group: list[str]) -> dict[str, int]:
-        count = {m: 0 for m in machines}
-        for n in group:
-            for other in neighbours[n]:
-                if other in placement and other not in group:
-                    count[placement[other]] += 1
-        return count
-
-    while pending:
-        def urgency(g: list[str]) -> tuple[int, int, int]:
-            # grow from what is placed; a new start is a peripheral group (fewest links)
-            return (-sum(links_to(g).values()), sum(len(neighbours[n]) for n in g), order[g[0]])
-
-        group = min(pending, key=urgency)
-        pending.remove(group)
-        to = links_to(group)
-        fits = [m for m in machines if load[m] + len(group) <= cap] or machines
-        best = min(fits, key=lambda m: (-to[m], load[m], machines.index(m)))
-        placement.update({n: best for n in group})
-        load[best] += len(group)
-    return placement
+def place(scenario: Scenario, layout: Layout | None = None) -> dict[str, str]:
+    """node -> machine (``netvirt.scenario.placement``); ``layout`` only for its machine names."""
+    return _place(scenario)
 
 
 # -- the split ----------------------------------------------------------------------
@@ -240,7 +150,7 @@ def plan(scenario: Scenario, layout: Layout, underlay_mtus: Mapping[str, int] | 
     MTUs the machines reported; else ``mtu`` of the machine, else 1500.
     Raises ScenarioError (every problem at once) when a link cannot fit its MTU.
     """
-    placement = place(scenario, layout)
+    placement = place(scenario)
     machines = layout.machines
     source = scenario.source
 

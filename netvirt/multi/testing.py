@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "198.18.0"
 DRIVER_ADDR = f"{SUBNET}.254"
 #: how the machines start netvirt (PATH and PYTHONPATH come from the ssh config's SetEnv)
-COMMAND = "python3 -m netvirt.multi"
+COMMAND = "python3 -m netvirt"
 
 
 def _run(*argv: str) -> None:

@@ -19,7 +19,7 @@ def test_agent_answers_and_ends_with_its_input() -> None:
              {"id": 3, "op": "step", "step": {"$": "StepSpec", "kind": "wait", "params": {"seconds": 0},
                                               "place": "", "line": None}}]
     text = "".join(json.dumps(x) + "\n" for x in lines) + "not json\n"
-    res = subprocess.run([sys.executable, "-m", "netvirt.multi", "agent"], input=text, capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "netvirt", "agent"], input=text, capture_output=True,
                          text=True, timeout=60, cwd=ROOT)
     assert res.returncode == 0, res.stderr  # end of input: it tears down (nothing) and exits
     replies = [json.loads(x) for x in res.stdout.splitlines()]
@@ -33,7 +33,7 @@ def test_agent_answers_and_ends_with_its_input() -> None:
 
 def test_agent_refuses_an_underlay_address_it_does_not_have() -> None:
     text = json.dumps({"id": 1, "op": "hello", "underlay": "198.51.100.77"}) + "\n"
-    res = subprocess.run([sys.executable, "-m", "netvirt.multi", "agent"], input=text, capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "netvirt", "agent"], input=text, capture_output=True,
                          text=True, timeout=60, cwd=ROOT)
     (reply,) = [json.loads(x) for x in res.stdout.splitlines()]
     assert not reply["ok"]

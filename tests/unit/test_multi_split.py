@@ -87,9 +87,8 @@ def test_macvlan_stays_with_its_parent() -> None:
     assert placed["p"] == placed["c"]
     raw["nodes"]["p"]["machine"] = "m1"
     raw["nodes"]["c"]["machine"] = "m2"
-    ms = from_raw(raw, "mv.py")
-    with pytest.raises(ScenarioError, match="must share a machine"):
-        place(ms.scenario, ms.layout)
+    with pytest.raises(ScenarioError, match="a macvlan and its parent cannot be on two hosts"):
+        from_raw(raw, "mv.py")
 
 
 def test_mtu_that_cannot_fit_is_a_located_error() -> None:
@@ -191,3 +190,18 @@ def test_placement_cuts_chains_and_rings_as_little_as_balance_allows(n: int, rin
     assert len(p.crossing) == cut
     counts = sorted(list(p.placement.values()).count(m) for m in ms.layout.machines)
     assert counts[-1] - counts[0] <= 1
+
+
+def test_graph_colours_nodes_by_machine_and_marks_crossing_links() -> None:
+    from netvirt.scenario.graph import to_dot, to_mermaid
+
+    s = load(ROOT / "scenarios" / "s3b_star_split.py", {"n": "4"}).scenario
+    dot = to_dot(s)
+    assert 'label="sw (machine m1)"; style="rounded,filled"; fillcolor="#dbeafe";' in dot
+    assert 'label="h4 (machine m2)"; style="rounded,filled"; fillcolor="#dcfce7";' in dot
+    assert '"h4:eth0" -- "sw:p4" [style=dashed, color=blue, penwidth=2, label="vxlan mtu 1450"]' in dot
+    assert '"h1:eth0" -- "sw:p1" [label="mtu 1450"]' in dot  # local: an ordinary link
+    mmd = to_mermaid(s)
+    assert "h3 (machine m2)" in mmd and "fill:#dcfce7" in mmd and "|vxlan mtu 1450|" in mmd
+    plain = to_dot(load(ROOT / "scenarios" / "s3b_star.py").scenario)
+    assert "machine" not in plain and "vxlan" not in plain
