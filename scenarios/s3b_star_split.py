@@ -45,5 +45,5 @@ def scenario(n: int = 4, pings: str = "ends") -> dict:
                  {"connect": {"from": "h1", "to": f"{addr(n)}:5000", "proto": "tcp", "bytes": 100000}}]
         if n >= 4:
             steps.append({"ping": {"from": f"h{n}", "to": addr(n - 1), "count": 2}})  # both on m2
-    return {"name": f"s3b-split{n}"[:10], "description": f"star of {n} nodes on one bridge, two machines",
+    return {"name": f"s3b-sp{n}", "description": f"star of {n} nodes on one bridge, two machines",
             "machines": MACHINES, "nodes": nodes, "links": links, "steps": steps}

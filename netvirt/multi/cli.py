@@ -28,7 +28,8 @@ def built_line(multi: MultiLab, seconds: float) -> None:
 async def run(ms: MultiScenario, *, json_out: bool = False, keep: bool = False, loop: str = "asyncio",
               interrupted: Any = None) -> int:
     """``netvirt run`` of a lab across machines; the exit code (errors raise)."""
-    say = None if json_out else (lambda what: print(f"  ... {what}", file=sys.stderr, flush=True))
+    say = None if json_out or not sys.stderr.isatty() else (
+        lambda what: print(f"  ... {what}", file=sys.stderr, flush=True))
     multi = MultiLab(ms, loop=loop, progress=say)
     results: list[Any] = []
     teardown_s = 0.0
