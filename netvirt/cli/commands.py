@@ -87,6 +87,11 @@ def _node_netns(lab: str, node: str) -> str | None:
     info = read_info(lab)
     if not info:
         raise EnvironmentProblem(f"no lab named {lab!r} is up (see 'netvirt status')")
+    for machine, m in info.get("multi", {}).get("machines", {}).items():
+        if node in m.get("nodes", []):  # a lab across machines: the node is in a share there
+            raise UsageError(f"lab {lab!r} spans machines: node {node!r} is on {machine} ({m['ssh']}), "
+                             f"in its share {m['share']!r}: run 'netvirt exec {m['share']} {node} -- ...' "
+                             "there")
     if node not in info.get("nodes", []):
         raise UsageError(f"lab {lab!r} has no node {node!r}; nodes: {', '.join(info.get('nodes', []))}")
     if node in info.get("host_nodes", []):

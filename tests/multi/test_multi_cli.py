@@ -83,3 +83,24 @@ def test_ctrl_c_of_a_kept_run_tears_down_every_machine(ns_machines: NsMachines) 
     assert proc.returncode == 0, out + err  # Ctrl-C is how a kept lab ends: the steps' verdict
     assert "all checks passed" in out
     assert ns_machines.lab_traces(lab) == []
+
+
+def test_status_and_exec_of_a_lab_across_machines_point_to_the_machines(ns_machines: NsMachines) -> None:
+    lab = unique()
+    proc = subprocess.Popen(ns_machines.driver_argv("run", str(ROOT / "scenarios" / "s4-udp-tunnel-split.yaml"),
+                                                    "--name", lab, "--keep"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=ns_machines.env())
+    try:
+        deadline = time.monotonic() + 60
+        while len(ns_machines.lab_traces(lab)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        res = ns_machines.netvirt("status", lab)
+        assert res.returncode == 0, res.stderr
+        assert "node left  (on machine m1, share" in res.stdout and "node right  (on machine m2" in res.stdout
+        res = ns_machines.netvirt("exec", lab, "right", "--", "true")
+        assert res.returncode == 2 and f"in its share '{lab}-2'" in res.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert ns_machines.lab_traces(lab) == []
