@@ -63,10 +63,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps({"ok": True, "name": s.name, "nodes": len(s.nodes), "interfaces": n_if,
-                          "links": len(s.links), "steps": len(s.steps)}))
+                          "links": len(s.links), "steps": len(s.steps), "machines": list(s.machines)}))
     else:
+        where = f", on machines {', '.join(s.machines)}" if s.machines else ""
         print(f"{args.file}: ok: lab {s.name}: {len(s.nodes)} nodes, {n_if} interfaces, "
-              f"{len(s.links)} links, {len(s.steps)} steps")
+              f"{len(s.links)} links, {len(s.steps)} steps{where}")
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -205,3 +208,19 @@ def test_graph_colours_nodes_by_machine_and_marks_crossing_links() -> None:
     assert "h3 (machine m2)" in mmd and "fill:#dcfce7" in mmd and "|vxlan mtu 1450|" in mmd
     plain = to_dot(load(ROOT / "scenarios" / "s3b_star.py").scenario)
     assert "machine" not in plain and "vxlan" not in plain
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netvirt", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_cli_validate_names_the_machines_and_up_refuses_a_lab_across_machines() -> None:
+    res = _cli("validate", "scenarios/s4-udp-tunnel-split.yaml")
+    assert res.returncode == 0 and res.stdout.rstrip().endswith("on machines m1, m2"), res.stderr
+    res = _cli("up", "scenarios/s4-udp-tunnel-split.yaml")
+    assert res.returncode == 2 and "use 'netvirt run --keep'" in res.stderr
+    res = _cli("--version")
+    assert res.returncode == 0 and res.stdout.split()[0] == "netvirt"
+    res = _cli("run", "scenarios/s4-udp-tunnel-split.yaml", "--name", "elevenchars")
+    assert res.returncode == 2 and "a lab across machines has at most 10" in res.stderr
