@@ -16,6 +16,21 @@ from tests.conftest import unique
 pytestmark = pytest.mark.root
 
 
+def wait_kept(proc: subprocess.Popen[str], timeout: float = 90) -> list[str]:
+    """Read the driver's stderr until a kept lab says it is up (its steps are done then)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if " is up on " in line:
+            return seen
+    raise AssertionError(f"the kept lab never came up: {''.join(seen)}")
+
+
 @pytest.mark.parametrize(("file", "params"), [("s3b_star_split.py", ["--param", "n=6"]),
                                               ("s4-udp-tunnel-split.yaml", [])])
 def test_shipped_split_scenarios_pass_through_netvirt_run(ns_machines: NsMachines, file: str,
@@ -73,10 +88,8 @@ def test_ctrl_c_of_a_kept_run_tears_down_every_machine(ns_machines: NsMachines) 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=ns_machines.env(),
                             text=True)
     try:
-        deadline = time.monotonic() + 60
-        while len(ns_machines.lab_traces(lab)) < 8 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)  # the steps
+        wait_kept(proc)
+        assert len(ns_machines.lab_traces(lab)) == 8  # 5 namespaces (n=4), 3 state records
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -89,11 +102,10 @@ def test_status_and_exec_of_a_lab_across_machines_point_to_the_machines(ns_machi
     lab = unique()
     proc = subprocess.Popen(ns_machines.driver_argv("run", str(ROOT / "scenarios" / "s4-udp-tunnel-split.yaml"),
                                                     "--name", lab, "--keep"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=ns_machines.env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=ns_machines.env(),
+                            text=True)
     try:
-        deadline = time.monotonic() + 60
-        while len(ns_machines.lab_traces(lab)) < 5 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_kept(proc)
         res = ns_machines.netvirt("status", lab)
         assert res.returncode == 0, res.stderr
         assert "node left  (on machine m1, share" in res.stdout and "node right  (on machine m2" in res.stdout
