@@ -204,7 +204,11 @@ class Remote:
         ident = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[ident] = fut
-        self._proc.stdin.write(wire.dumps({"id": ident, "op": op, **fields}))
+        try:
+            self._proc.stdin.write(wire.dumps({"id": ident, "op": op, **fields}))
+        except Exception as exc:  # the channel closed under us (agent gone, connection lost)
+            self._pending.pop(ident, None)
+            raise self.fail(f"the SSH connection was lost or the agent died ({_why(exc)})") from None
         reply = await fut
         if not reply.get("ok"):
             raise self.fail(str(reply.get("error")), int(reply.get("exit") or 1))
