@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from netvirt._aio import complete, unwind
-from netvirt.errors import MachineError, NetvirtError
+from netvirt.errors import MachineError
 from netvirt.multi import wire
 from netvirt.multi._live import STATE_ROOT, LabState, StepResult
 from netvirt.multi.machines import MultiScenario
@@ -195,8 +195,4 @@ class MultiLab:
                                             f"run 'netvirt down {self.lab}'")
 
 
-def results_ok(results: Sequence[StepResult]) -> bool:
-    return all(r.ok for r in results)
-
-
-__all__ = ["MultiLab", "NetvirtError", "gather_all", "results_ok"]
+__all__ = ["MultiLab", "gather_all"]
