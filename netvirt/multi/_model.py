@@ -7,7 +7,6 @@ imports would change if it moved again.
 from __future__ import annotations
 
 from netvirt.scenario import loader as _loader
-from netvirt.scenario import model as _model_module
 from netvirt.scenario.model import (
     Endpoint,
     InterfaceSpec,
@@ -20,13 +19,10 @@ from netvirt.scenario.model import (
 )
 from netvirt.scenario.validate import validate
 
-#: the modules whose dataclasses cross the wire to the machines (wire.CLASSES)
-MODEL_MODULES = (_model_module,)
 load_plain = _loader.load
 load_text_plain = _loader.load_text
 
 __all__ = [
-    "MODEL_MODULES",
     "Endpoint",
     "IPAddress",
     "InterfaceSpec",

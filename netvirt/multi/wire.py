@@ -5,34 +5,35 @@ the agent answers each with ``{"id": N, "ok": true, ...}`` or
 ``{"id": N, "ok": false, "error": TEXT, "exit": CODE, "type": NAME}``.
 
 Scenario objects (Scenario, NodeSpec, StepSpec...) cross the channel through a
-generic tagged codec: a dataclass becomes ``{"$": "ClassName", field: value...}``,
+generic tagged codec: a dataclass becomes ``{"$": "module:Class", field: value...}``,
 a tuple ``{"$t": [...]}``, an IP address or interface ``{"$ip": "..."}`` /
 ``{"$if": "..."}``. It follows the fields as they are (both ends run the same
-netvirt version, which the driver checks), so fields added to the model later
-cross without changes here; classes are looked up in :data:`CLASSES`.
+netvirt version, which the driver checks), so fields and spec classes added to
+netvirt later (a new step's spec, a program's parsed config) cross without
+changes here. Only dataclasses of netvirt's own modules are read back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import ipaddress
 import json
 from typing import Any
 
-from netvirt.multi import _model
-from netvirt.multi.split import VxlanEnd
 
-CLASSES: dict[str, type] = {
-    name: obj for module in _model.MODEL_MODULES for name in dir(module)
-    if dataclasses.is_dataclass(obj := getattr(module, name)) and isinstance(obj, type)
-}
-CLASSES["VxlanEnd"] = VxlanEnd
+def _tag(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def register(cls: type) -> type:
-    """Make another dataclass cross the wire (e.g. a spec added by a new module)."""
-    CLASSES[cls.__name__] = cls
-    return cls
+def _class(tag: str) -> type:
+    module, _, name = tag.partition(":")
+    if module != "netvirt" and not module.startswith("netvirt."):
+        raise TypeError(f"refusing to read a {tag!r} from the driver: not one of netvirt's specs")
+    found = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(found, type) and dataclasses.is_dataclass(found)):
+        raise TypeError(f"cannot read a {tag!r} from the driver (the same netvirt version on both sides?)")
+    return found
 
 
 def encode(obj: Any) -> Any:
@@ -40,10 +41,10 @@ def encode(obj: Any) -> Any:
     if obj is None or isinstance(obj, bool | int | float | str):
         return obj
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        name = type(obj).__name__
-        if CLASSES.get(name) is not type(obj):
-            raise TypeError(f"{name} cannot cross to a machine: register() it in netvirt.multi.wire")
-        out = {"$": name}
+        cls = type(obj)
+        if not cls.__module__.startswith("netvirt."):
+            raise TypeError(f"{cls.__name__} cannot cross to a machine: only netvirt's specs do")
+        out = {"$": _tag(cls)}
         for f in dataclasses.fields(obj):
             out[f.name] = encode(getattr(obj, f.name))
         return out
@@ -70,10 +71,7 @@ def decode(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     if "$" in data:
-        cls = CLASSES.get(data["$"])
-        if cls is None:
-            raise TypeError(f"cannot read a {data['$']!r} from the driver: register() it in "
-                            "netvirt.multi.wire (the same netvirt version on both sides?)")
+        cls = _class(data["$"])
         return cls(**{k: decode(v) for k, v in data.items() if k != "$"})
     if "$t" in data:
         return tuple(decode(x) for x in data["$t"])
@@ -99,4 +97,4 @@ def loads(line: bytes) -> dict[str, Any]:
     return msg
 
 
-__all__ = ["CLASSES", "decode", "dumps", "encode", "loads", "register"]
+__all__ = ["decode", "dumps", "encode", "loads"]

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.root
 def test_agent_answers_and_ends_with_its_input() -> None:
     lines = [{"id": 1, "op": "hello", "underlay": "127.0.0.1"},
              {"id": 2, "op": "frobnicate"},
-             {"id": 3, "op": "step", "step": {"$": "StepSpec", "kind": "wait", "params": {"seconds": 0},
-                                              "place": "", "line": None}}]
+             {"id": 3, "op": "step", "step": {
+                 "$": "netvirt.scenario.model:StepSpec", "kind": "wait", "place": "", "line": None,
+                 "params": {"$": "netvirt.scenario.model:WaitStep", "seconds": 0}}}]
     text = "".join(json.dumps(x) + "\n" for x in lines) + "not json\n"
     res = subprocess.run([sys.executable, "-m", "netvirt", "agent"], input=text, capture_output=True,
                          text=True, timeout=60, cwd=ROOT)
