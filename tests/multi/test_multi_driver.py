@@ -221,3 +221,17 @@ async def test_another_version_or_no_netvirt_on_a_machine_is_exit_3(ns_machines:
         await driver(ns_machines, ms).build()
     assert ei.value.machine == "m2" and ei.value.exit_code == 3 and message in str(ei.value), str(ei.value)
     assert ns_machines.lab_traces(lab) == []
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_two_labs_across_the_same_machines_side_by_side(ns_machines: NsMachines) -> None:
+    one, two = unique(), unique()
+    a, b = driver(ns_machines, pair(ns_machines, one)), driver(ns_machines, pair(ns_machines, two))
+    assert a.plan.crossing[0].vni != b.plan.crossing[0].vni  # a VNI block per lab name
+    await asyncio.gather(a.build(), b.build())
+    try:
+        ra, rb = await asyncio.gather(a.run_steps(), b.run_steps())
+        assert all(r.ok for r in ra + rb), [r.detail for r in ra + rb if not r.ok]
+    finally:
+        await asyncio.gather(a.teardown(), b.teardown())
+    assert ns_machines.lab_traces(one) == [] and ns_machines.lab_traces(two) == []
