@@ -116,3 +116,22 @@ def test_status_and_exec_of_a_lab_across_machines_point_to_the_machines(ns_machi
         proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert ns_machines.lab_traces(lab) == []
+
+
+def test_down_of_a_kept_lab_stops_its_driver_which_unwinds_every_machine(ns_machines: NsMachines) -> None:
+    lab = unique()
+    proc = subprocess.Popen(ns_machines.driver_argv("run", str(ROOT / "scenarios" / "s4-udp-tunnel-split.yaml"),
+                                                    "--name", lab, "--keep"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=ns_machines.env(),
+                            text=True)
+    try:
+        wait_kept(proc)
+        res = ns_machines.netvirt("down", lab)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "torn down by the driver" in res.stdout
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "all checks passed" in out  # SIGTERM ends a kept run: its verdict
+    assert ns_machines.lab_traces(lab) == []
