@@ -21,8 +21,9 @@ from netvirt.multi.machines import MultiScenario
 
 def built_line(multi: MultiLab, seconds: float) -> None:
     per = ", ".join(f"{m}: {len(s.scenario.nodes)}" for m, s in multi.plan.shares.items())
+    n = len(multi.plan.crossing)
     print(f"lab {multi.lab}: built {len(multi.scenario.nodes)} nodes on {len(multi.plan.shares)} "
-          f"machines ({per}), {len(multi.plan.crossing)} links over VXLAN in {seconds:.2f} s", flush=True)
+          f"machines ({per}), {n} link{'s' * (n != 1)} over VXLAN in {seconds:.2f} s", flush=True)
 
 
 async def run(ms: MultiScenario, *, json_out: bool = False, keep: bool = False, loop: str = "asyncio",
