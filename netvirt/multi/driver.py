@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from netvirt._aio import complete, unwind
-from netvirt.errors import MachineError
+from netvirt.errors import EnvironmentProblem, MachineError
 from netvirt.multi import wire
 from netvirt.multi._live import STATE_ROOT, LabState, StepResult
 from netvirt.multi.machines import MultiScenario
@@ -101,7 +101,12 @@ class MultiLab:
 
     async def build(self) -> None:
         t0 = time.perf_counter()
-        self._state.claim(scenario=self.scenario.source, detail=self._record())
+        try:
+            self._state.claim(scenario=self.scenario.source, detail=self._record())
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot write the driver's state record {self._state.dir}: {exc.strerror or exc}; run "
+                "as root (or point NETVIRT_STATE_DIR at a directory you own)") from None
         try:
             self._say(f"reaching {len(self.plan.shares)} machines")
             mtus = await gather_all([self._reach(m) for m in self.plan.shares])

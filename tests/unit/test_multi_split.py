@@ -233,3 +233,14 @@ def test_cli_validate_names_the_machines_and_up_refuses_a_lab_across_machines() 
     assert res.returncode == 0 and res.stdout.split()[0] == "netvirt"
     res = _cli("run", "scenarios/s4-udp-tunnel-split.yaml", "--name", "elevenchars")
     assert res.returncode == 2 and "a lab across machines has at most 10" in res.stderr
+
+
+async def test_a_driver_that_cannot_write_its_record_says_so_before_reaching_anything() -> None:
+    from netvirt.errors import EnvironmentProblem
+    from netvirt.multi.driver import MultiLab
+
+    ms = load(ROOT / "scenarios" / "s4-udp-tunnel-split.yaml")
+    lab = MultiLab(ms, state_root=Path("/dev/null/netvirt"))
+    with pytest.raises(EnvironmentProblem, match="cannot write the driver's state record"):
+        await lab.build()
+    assert lab.remotes == {}
