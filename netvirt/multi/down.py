@@ -57,12 +57,22 @@ async def down_multi(lab: str, *, root: Path = STATE_ROOT, ssh_config: Sequence[
     results = await asyncio.gather(*(one(m, e) for m, e in machines.items()), return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
+        keep = (f"; the driver's record {lab_dir(lab, root)} is kept: run 'netvirt down {lab}' again "
+                "once the machines can be reached (if they are gone for good, remove that directory)")
         if len(failed) == 1:
-            raise failed[0]
+            raise MachineError(getattr(failed[0], "machine", "?"), _bare(failed[0]) + keep)
         raise MachineError(", ".join(getattr(f, "machine", "?") for f in failed),
-                           "; ".join(str(f) for f in failed))
+                           "; ".join(str(f) for f in failed) + keep)
     LabState(lab, root=root).release()
     return {m: str(r) for m, r in zip(machines, results, strict=True)}
+
+
+def _bare(exc: BaseException) -> str:
+    """A MachineError's text without its own "machine NAME: " prefix."""
+    text = str(exc)
+    machine = getattr(exc, "machine", None)
+    prefix = f"machine {machine}: "
+    return text[len(prefix):] if machine and text.startswith(prefix) else text
 
 
 __all__ = ["down_multi", "is_multi"]

@@ -235,3 +235,18 @@ async def test_two_labs_across_the_same_machines_side_by_side(ns_machines: NsMac
     finally:
         await asyncio.gather(a.teardown(), b.teardown())
     assert ns_machines.lab_traces(one) == [] and ns_machines.lab_traces(two) == []
+
+
+async def test_down_with_a_machine_out_of_reach_keeps_the_record_and_says_so(ns_machines: NsMachines,
+                                                                            tmp_path: Path) -> None:
+    lab = unique()
+    (tmp_path / lab).mkdir()
+    record = {"lab": lab, "pid": 0, "multi": {"machines": {"m3": {
+        "ssh": "root@198.18.0.3", "command": "python3 -m netvirt", "share": f"{lab}-3",
+        "underlay": "198.18.0.3", "nodes": ["a"]}}}}
+    (tmp_path / lab / "lab.json").write_text(json.dumps(record))
+    with pytest.raises(MachineError) as ei:
+        await down_multi(lab, root=tmp_path, ssh_config=[str(ns_machines.ssh_config)],
+                         netns=ns_machines.driver_netns)
+    assert ei.value.machine == "m3" and "cannot reach root@198.18.0.3" in str(ei.value)
+    assert "is kept: run 'netvirt down" in str(ei.value) and (tmp_path / lab / "lab.json").exists()
