@@ -15,6 +15,7 @@ changes here. Only dataclasses of netvirt's own modules are read back.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import importlib
 import ipaddress
@@ -54,6 +55,8 @@ def encode(obj: Any) -> Any:
         return {"$net": str(obj)}
     if isinstance(obj, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return {"$ip": str(obj)}
+    if isinstance(obj, bytes):  # files of a node (SPEC.md section 9)
+        return {"$b": base64.b64encode(obj).decode()}
     if isinstance(obj, tuple):
         return {"$t": [encode(x) for x in obj]}
     if isinstance(obj, list):
@@ -75,6 +78,8 @@ def decode(data: Any) -> Any:
         return cls(**{k: decode(v) for k, v in data.items() if k != "$"})
     if "$t" in data:
         return tuple(decode(x) for x in data["$t"])
+    if "$b" in data:
+        return base64.b64decode(data["$b"])
     if "$if" in data:
         return ipaddress.ip_interface(data["$if"])
     if "$net" in data:

@@ -174,9 +174,9 @@ class RouteSpec:
 
 @dataclass(frozen=True)
 class FileSpec:
-    """A file the node's processes and ``exec`` see under ``/etc/<path>``: inline
-    ``content``, or ``source``, a file (absolute path, resolved from the scenario's
-    directory at validation) read when the lab is built."""
+    """A file the node's processes and ``exec`` see under ``/etc/<path>``: its
+    ``content`` (inline, or read at validation from ``source``, the file it came from,
+    resolved from the scenario's directory)."""
 
     path: str  # relative to /etc, e.g. frr/frr.conf
     content: bytes | None = None

@@ -15,8 +15,8 @@ As written in a scenario::
         ready: {exec: "vtysh -c 'show version'", timeout: 30s}  # or tcp/udp/log/file
         stop: {signal: TERM, timeout: 5s}
 
-Source files are checked here (they exist, are regular files, at most 1 MiB) and
-read at build time; nothing here touches the kernel.
+Source files are checked and read here (they exist, are regular files, at most
+1 MiB), so a Scenario holds their content; nothing here touches the kernel.
 """
 
 from __future__ import annotations
@@ -92,7 +92,13 @@ def _file(ck: Checker, at: At, rel: str) -> FileSpec | None:
     if st.st_size > MAX_FILE:
         ck.add(at.key("source"), f"source {src!r} of {rel} is over {MAX_FILE} bytes")
         return None
-    return FileSpec(rel, source=path, place=at.path)
+    try:  # read now: the model stays self-contained (it crosses to other machines as data)
+        with open(path, "rb") as f:
+            content = f.read(MAX_FILE + 1)
+    except OSError as exc:
+        ck.add(at.key("source"), f"source {src!r} of {rel}: {exc.strerror} ({path})")
+        return None
+    return FileSpec(rel, content=content, source=path, place=at.path)
 
 
 def check_private(ck: Checker, at: At) -> tuple[str, ...]:

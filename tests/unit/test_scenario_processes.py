@@ -50,3 +50,11 @@ def test_inline_files_argv_commands_env_and_no_hosts() -> None:
     assert web.cwd == "/tmp" and web.ready == Ready("tcp", 80, 2.0, 0.1) and web.stop == Stop(2, 0.5)
     assert side.ready is None and side.stop == Stop()
     assert a.first_address() is None
+
+
+def test_a_scenario_with_processes_crosses_to_another_machine_whole() -> None:
+    from netvirt.multi.wire import decode, dumps, encode, loads
+
+    for name in ("frr-ospf-ring.yaml", "dhcp-dnsmasq.yaml", "frr-bgp-two-as.yaml"):
+        s = load(ROOT / "scenarios" / name)
+        assert decode(loads(dumps({"s": encode(s)}))["s"]) == s  # file contents included
