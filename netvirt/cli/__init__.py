@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--detach", action="store_true", help="go to the background once built")
     sp = sub.add_parser("down", help="tear down a lab from its state record")
     sp.add_argument("name", nargs="+", help="lab name(s)")
+    sp.add_argument("--kill-holders", action="store_true",
+                    help="stop (SIGTERM, then SIGKILL) the processes that keep a lab's namespace alive")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("status", help="labs, nodes, interfaces, addresses, program counters")
     sp.add_argument("name", nargs="?", help="one lab (default: all)")

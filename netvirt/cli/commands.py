@@ -237,7 +237,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     async def go(sigs: _Signals) -> int:
         code = 0
         for name in args.name:
-            rep = await down_lab(name)
+            rep = await down_lab(name, kill_holders=args.kill_holders)
             if not rep.found:
                 print(f"netvirt: error: no lab named {name!r} (see 'netvirt status')", file=sys.stderr)
                 code = 3
@@ -246,6 +246,13 @@ def cmd_down(args: argparse.Namespace) -> int:
                 print(json.dumps(rep.__dict__))
             else:
                 output.down_line(rep)
+            if rep.holders:
+                for h in rep.holders:
+                    print(f"netvirt: error: lab {name}: namespace {h}, so it and its devices "
+                          f"are still alive", file=sys.stderr)
+                print(f"netvirt: error: lab {name}: stop those processes, or run "
+                      f"'netvirt down {name} --kill-holders'", file=sys.stderr)
+                code = 3
         return code
 
     return _run_async(args, go)

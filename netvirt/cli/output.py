@@ -62,6 +62,10 @@ def down_line(rep: Any) -> None:
         parts.append(f"removed {len(rep.links)} host links")
     for s in rep.skipped:
         parts.append(f"left alone {s}")
+    for k in rep.killed:
+        parts.append(f"stopped {k}")
+    if rep.holders:
+        parts.append(f"{len(rep.holders)} processes still hold its namespaces (state record kept)")
     print(f"lab {rep.lab}: down" + (": " + ", ".join(parts) if parts else ""))
 
 

@@ -150,7 +150,7 @@ class Topology:
         else:
             name = netns_name(self.lab, spec.name)
             self._state.record(op="netns", name=name)
-            ns = await Namespace.create(name)
+            ns = await Namespace.create(name, tag=lab_alias(self.lab))
             self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
         self.nodes[spec.name] = Node(spec.name, ns)
 
@@ -319,11 +319,18 @@ class Topology:
         except Exception as exc:
             errors.append(exc)
         # namespaces that creation left behind although their Namespace object is gone
-        from netvirt.topology.down import remove_journalled_netns
+        from netvirt.errors import EnvironmentProblem
+        from netvirt.topology.down import DownReport, find_holders, remove_journalled_netns
 
         if self._state.claimed:  # never another process's record of the same lab name
             try:
-                remove_journalled_netns(self.lab, self._state.root)
+                gone = remove_journalled_netns(self.lab, self._state.root)
+                report = DownReport(self.lab)
+                find_holders(gone, report, kill=False)
+                if report.holders:
+                    errors.append(EnvironmentProblem(
+                        f"lab {self.lab}: " + "; ".join(report.holders) + ", so it and its devices are "
+                        f"still alive; stop those processes, or run 'netvirt down {self.lab} --kill-holders'"))
             except Exception as exc:
                 errors.append(exc)
             if not errors:  # else keep the record: 'netvirt down' finds the rest from it
