@@ -25,7 +25,8 @@ class DownReport:
     killed: list[str] = field(default_factory=list)
 
 
-def remove_journalled_netns(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> dict[int, str]:
+def remove_journalled_netns(lab: str, root: Path = STATE_ROOT,
+                            report: DownReport | None = None) -> dict[int, str]:
     """Remove each namespace the journal says this lab created, if it is provably that one.
 
     Done records carry the namespace's inode: it must still match. A creation cut

@@ -14,6 +14,7 @@ that the lab name can be used again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,10 +43,8 @@ def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 def leftovers(lab: str, host_links: tuple[str, ...] = ()) -> list[str]:
     found = []
-    try:
+    with contextlib.suppress(FileNotFoundError):
         found += [f"namespace {n}" for n in os.listdir("/run/netns") if n.startswith(f"nv-{lab}-")]
-    except FileNotFoundError:
-        pass
     if Path(f"/run/netvirt/{lab}").exists():
         found.append(f"state record /run/netvirt/{lab}")
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
