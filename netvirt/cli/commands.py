@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -77,14 +78,20 @@ def _run_async(args: argparse.Namespace, fn: Callable[[_Signals], Awaitable[int]
             return await fn(sigs)
         except asyncio.CancelledError:
             if sigs.received is not None:
+                print("netvirt: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
             raise
 
-    if args.loop == "uvloop":
-        import uvloop
+    from netvirt.cli import _guard_signals
 
-        return uvloop.run(main())
-    return asyncio.run(main())
+    try:
+        if args.loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(main())
+        return asyncio.run(main())
+    finally:
+        _guard_signals()  # the loop's handlers are gone: SIGTERM would kill us outright
 
 
 # -- validate / graph ----------------------------------------------------------
@@ -161,6 +168,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _stay_up(topo: Any) -> None:
+    log = os.environ.pop("NETVIRT_UP_LOG", None)
+    if log:  # detached: the log moves into the lab's record, where `status` points to it
+        with contextlib.suppress(OSError):
+            os.replace(log, topo.state_dir / "up.log")
     topo.mark_ready()
     print(f"lab {topo.lab} is up; Ctrl-C or 'netvirt down {topo.lab}' tears it down", file=sys.stderr)
     await _publish(topo)
@@ -200,6 +211,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _detach(args: argparse.Namespace) -> int:
     """Start ``up`` in a new session and return once the lab is built."""
     scenario = _load(args)  # report scenario errors here, in the foreground
+    lab = scenario.name
     from netvirt.netns import require_root
     from netvirt.topology.state import STATE_ROOT, read_info
 
@@ -207,24 +219,27 @@ def _detach(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "netvirt", "--loop", args.loop, "up", args.file,
             *(f"--param={p}" for p in args.param)] + (["--name", args.name] if args.name else [])
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    log = STATE_ROOT / f".{scenario.name}.up.log"
+    # a log of this invocation's own (two `up --detach` of one lab may race); the
+    # lab moves it into its record once built
+    log = STATE_ROOT / f".up-{os.getpid()}.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, "NETVIRT_UP_LOG": str(log)})
     try:
         while True:
-            info = read_info(scenario.name)
+            info = read_info(lab)
             if info.get("ready") and info.get("pid") == proc.pid:
-                print(f"lab {scenario.name} is up (pid {proc.pid}); 'netvirt down {scenario.name}' "
-                      "tears it down")
+                print(f"lab {lab} is up (pid {proc.pid}, log {STATE_ROOT / lab / 'up.log'}); "
+                      f"'netvirt down {lab}' tears it down")
                 return 0
             code = proc.poll()
             if code is not None:
-                sys.stderr.write(log.read_text(errors="replace"))
+                with contextlib.suppress(OSError):
+                    sys.stderr.write(log.read_text(errors="replace"))
                 return code or 1
-            time.sleep(0.05)
+            time.sleep(0.02)
     finally:
-        log.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)  # gone already if the lab took it
 
 
 # -- down / status ----------------------------------------------------------

@@ -17,6 +17,7 @@ import contextlib
 import os
 import resource
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from netvirt._aio import unwind
@@ -87,6 +88,11 @@ class Topology:
         return f"<Topology {self.lab} nodes={len(self.nodes)}>"
 
     # -- access ----------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        """The lab's state record, ``/run/netvirt/<lab>/`` (its journal, counters, logs)."""
+        return self._state.dir
+
     def node(self, name: str) -> Node:
         return self.nodes[name]
 

@@ -109,6 +109,16 @@ class LabState:
             self.dir.mkdir()
         except FileExistsError:
             other = read_info(self.lab, self.root)
+            deadline = time.monotonic() + 2.0
+            while not other and time.monotonic() < deadline:
+                # its creator writes lab.json right after the directory: wait for it
+                time.sleep(0.01)
+                other = read_info(self.lab, self.root)
+            if not other:
+                raise NameTakenError(
+                    f"lab {self.lab!r} exists already, with an incomplete state record "
+                    f"({self.dir}); if no netvirt is creating it, run 'netvirt down {self.lab}'"
+                ) from None
             pid = int(other.get("pid", 0))
             if owner_alive(other):
                 raise NameTakenError(
