@@ -6,6 +6,7 @@ problem) in bounded time and memory. What validation accepts, the build can do.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -52,7 +53,6 @@ BAD_YAML = [
     "name: x\nnodes:\n  a: {}\nsteps:\n  - wait: .inf\n",
     "name: x\nnodes:\n  a: {}\nsteps:\n  - wait: 1e300\n",
     "name: x\nnodes:\n  a:\n    interfaces:\n      tun0: {kind: tun, mtu: 1000, addresses: [fd00::1/64]}\n",
-    "name: x\nnodes:\n  a: {}\nsteps:\n  - exec: {node: a, cmd: 'true', expect: {stdout: '(a+)+$'}}\n",
     "name: x\nnodes:\n  a: {}\nsteps:\n  - exec: {node: a, cmd: 'true', expect: {stdout: '['}}\n",
 ]
 
@@ -205,10 +205,8 @@ def test_validation_is_near_linear_in_the_number_of_nodes() -> None:
     def cost(n: int) -> float:
         text = yaml.safe_dump(star(n=n))
         t0 = time.perf_counter()
-        try:
+        with contextlib.suppress(ScenarioError):  # past 1024 ports per bridge: quick to say so
             netvirt.load_text(text)
-        except ScenarioError:
-            pass  # past 1024 ports per bridge: still must be quick to say so
         return time.perf_counter() - t0
 
     small, large = cost(500), cost(5000)
