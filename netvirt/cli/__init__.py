@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-w", "--write", required=True, metavar="FILE", help="pcap file to write")
     sp.add_argument("-c", "--count", type=int, default=0, help="stop after N packets")
     sp.add_argument("--seconds", type=float, default=0, help="stop after this many seconds")
+    sp.add_argument("--no-promisc", dest="promisc", action="store_false",
+                    help="only frames addressed to the interface (default: all it sees, as tcpdump)")
     return p
 
 

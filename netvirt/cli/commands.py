@@ -326,7 +326,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     from netvirt.cli.capture import capture
 
     async def go(sigs: _Signals) -> int:
-        done = await capture(ns, args.ifname, args.write, count=args.count, seconds=args.seconds)
+        done = await capture(ns, args.ifname, args.write, count=args.count, seconds=args.seconds,
+                             promisc=args.promisc)
         print(f"captured {done.packets} packets to {args.write}", file=sys.stderr)
         if done.ended == "gone":
             raise EnvironmentProblem(f"capture stopped: interface {args.ifname!r} of node "
