@@ -12,7 +12,7 @@ namespace once per burst of calls and returns to the process's own
 namespace afterwards. Creating a namespace is such a call: ``unshare`` then a
 bind mount of ``/proc/thread-self/ns/net`` on ``/run/netns/NAME``, exactly
 what ``ip netns add`` does, without a fork and without a thread of its own.
-The event loop's thread never switches namespace (STYLE.md); the fds the
+The event loop's thread never switches namespace; the fds the
 calls return are driven from it.
 
 Each namespace opens a raw rtnetlink socket inside it for a burst of calls
@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from netvirt import _sys
 from netvirt._aio import complete, unwind
-from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError, NotRootError
+from netvirt._netlink.errors import to_netvirt, translate
+from netvirt.errors import ClosedResourceError, NameTakenError, NoSuchObjectError, NotRootError
 
 if TYPE_CHECKING:
     from netvirt._netlink import Netlink, Rtnl
@@ -256,11 +257,9 @@ class Namespace:
 
     def _create_here(self, tag: str | None = None) -> None:
         assert self.name is not None
-        try:
+        with translate(f"prepare {NETNS_DIR}", netns=self.name,
+                       hint="is this a container without mount rights?"):
             _prepare_netns_dir()
-        except OSError as exc:
-            raise KernelError(exc.errno or 0, f"prepare {NETNS_DIR}", netns=self.name,
-                              detail=f"{exc.strerror} (is this a container without mount rights?)") from exc
         path = netns_path(self.name)
         try:
             _make_name_file(path, tag)
@@ -271,22 +270,21 @@ class Namespace:
                 f"else choose another lab name"
             ) from None
         self._made = True
-        from netvirt import _nlmsg
         from netvirt._netlink import Req, Rtnl
+        from netvirt._netlink import encode as _nlmsg
 
         try:
-            _sys.unshare_net()
-            # lo is tagged (and up) while the namespace is still this thread's alone
-            self._rtnl = Rtnl(self.name)
-            self._rtnl.request([Req(_nlmsg.set_link(ifname="lo", up=True, alias=tag), "set lo up", "lo")])
-            _sys.mount("/proc/thread-self/ns/net", path, "none", _sys.MS_BIND)
-        except BaseException as exc:
+            with translate("create namespace", netns=self.name):
+                _sys.unshare_net()
+                # lo is tagged (and up) while the namespace is still this thread's alone
+                self._rtnl = Rtnl(self.name)
+                self._rtnl.request([Req(_nlmsg.set_link(ifname="lo", up=True, alias=tag), "set lo up", "lo")])
+                _sys.mount("/proc/thread-self/ns/net", path, "none", _sys.MS_BIND)
+        except BaseException:
             self._idle()  # the netlink socket belongs to the namespace that is being dropped
             with contextlib.suppress(OSError):
                 os.unlink(path)
             self._made = False
-            if isinstance(exc, OSError):
-                raise KernelError(exc.errno or 0, "create namespace", netns=self.name) from exc
             raise
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -294,10 +292,11 @@ class Namespace:
         path = netns_path(self.name) if self.name else _HOST_NS_PATH
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _sys.setns(fd)
-        except OSError as exc:
+            with translate("enter namespace", netns=self.name):
+                _sys.setns(fd)
+        except BaseException:
             os.close(fd)
-            raise KernelError(exc.errno or 0, "enter namespace", netns=self.name) from exc
+            raise
         self._fd = fd
 
     # -- running things inside -------------------------------------------
@@ -310,7 +309,7 @@ class Namespace:
         made (fds, links) that no one will ever receive.
         """
         if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
+            raise ClosedResourceError(f"{self!r} is closed")
         fut = self._strand.submit(lambda: fn(*args))
         try:
             return await asyncio.wrap_future(fut)
@@ -330,7 +329,7 @@ class Namespace:
         """
         if self._rtnl is None:
             if self._fd < 0:
-                raise RuntimeError(f"{self!r} is not open")
+                raise ClosedResourceError(f"{self!r} is not open")
             from netvirt._netlink import Rtnl
 
             self._rtnl = Rtnl(self.name)
@@ -357,7 +356,7 @@ class Namespace:
     def fileno(self) -> int:
         """An fd on this namespace (for ``IFLA_NET_NS_FD``); valid until close()."""
         if self._fd < 0:
-            raise RuntimeError(f"{self!r} is not open")
+            raise ClosedResourceError(f"{self!r} is not open")
         return self._fd
 
     async def socket(self, family: int, type: int, proto: int = 0) -> socket.socket:
@@ -375,15 +374,12 @@ class Namespace:
         path = "/proc/sys/" + key.replace(".", "/")
 
         def rw() -> str:
-            try:
+            with translate(f"sysctl {key}", netns=self.name):
                 if value is not None:
                     with open(path, "w") as f:
                         f.write(str(value))
                 with open(path) as f:
                     return f.read().strip()
-            except OSError as exc:
-                raise KernelError(exc.errno or 0, f"sysctl {key}", netns=self.name,
-                                  detail=exc.strerror) from exc
 
         return await self.call(rw)
 
@@ -506,7 +502,7 @@ def remove_netns(name: str) -> bool:
         if exc.errno == errno.ENOENT:
             return False
         if exc.errno != errno.EINVAL:  # EINVAL: a plain file, not mounted
-            raise KernelError(exc.errno or 0, "delete namespace", netns=name) from exc
+            raise to_netvirt(exc.errno or 0, "delete namespace", None, name, exc.strerror) from exc
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return True

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique
-from tests.helpers import ROOT, assert_lab_gone
-from tests.helpers import netvirt as cli
+from tests.kernel.helpers import ROOT, assert_lab_gone
+from tests.kernel.helpers import netvirt as cli
 
 pytestmark = pytest.mark.root
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

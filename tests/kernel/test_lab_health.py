@@ -18,8 +18,8 @@ import pytest
 
 import netvirt
 from tests.conftest import unique
-from tests.helpers import ROOT, assert_lab_gone
-from tests.helpers import netvirt as cli
+from tests.kernel.helpers import ROOT, assert_lab_gone
+from tests.kernel.helpers import netvirt as cli
 
 pytestmark = pytest.mark.root
 
@@ -117,7 +117,7 @@ def test_a_step_regex_that_backtracks_forever_cannot_freeze_the_run(tmp_path: Pa
 
 async def test_the_first_packet_after_a_build_is_never_lost() -> None:
     """0.1.0: about 1 first ping in 100 on a fresh veth pair was lost (ARP dropped)."""
-    from netvirt.topology.steps import ping
+    from netvirt.topology.probes import ping
 
     lost = 0
     for i in range(60):
