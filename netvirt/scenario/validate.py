@@ -12,11 +12,13 @@ Nothing here touches the kernel: ``netvirt validate`` runs without root.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from typing import Any
 
 from netvirt.errors import ScenarioError
 from netvirt.scenario.checker import At, Checker, describe, name_problem
 from netvirt.scenario.interfaces import Draft, check_interface, cross_check
+from netvirt.scenario.machines import check_assigned, check_groups, check_machines, lab_name_problem
 from netvirt.scenario.model import (
     Endpoint,
     InterfaceSpec,
@@ -29,8 +31,8 @@ from netvirt.scenario.steps import StepChecker
 
 __all__ = ["validate"]
 
-TOP_KEYS = ("name", "description", "nodes", "links", "steps")
-NODE_KEYS = ("interfaces", "routes", "sysctls", "host")
+TOP_KEYS = ("name", "description", "machines", "nodes", "links", "steps")
+NODE_KEYS = ("interfaces", "routes", "sysctls", "host", "machine")
 LINK_KEYS = ("endpoints", "mtu")
 ROUTE_KEYS = ("to", "via", "dev")
 
@@ -81,8 +83,17 @@ class _Validator:
         owners = {a.ip: i.node for ifaces in interfaces.values()
                   for i in ifaces.values() for a in i.addresses}
         steps = StepChecker(ck, interfaces, owners).check(root.key("steps"))
+        machines_at = root.key("machines")
+        machines = check_machines(ck, machines_at)
+        assigned = check_assigned(ck, machines_at, machines, self.node_ats)
+        check_groups(ck, nodes, self.node_ats, assigned)
+        if machines_at.value is not None and isinstance(name, str) and not problem:
+            long_name = lab_name_problem(name)
+            if long_name:
+                ck.add(root.key("name"), long_name)
+        nodes = {n: replace(spec, machine=assigned.get(n)) for n, spec in nodes.items()}
         return Scenario(name=str(name), description=description, nodes=nodes,
-                        links=tuple(links), steps=steps, source=ck.source)
+                        links=tuple(links), steps=steps, source=ck.source, machines=machines)
 
     # -- nodes -------------------------------------------------------------------------
 
@@ -184,7 +195,7 @@ class _Validator:
                 d.link = link.path
                 if mtu is not None and d.fields.get("mtu") is None:
                     d.fields["mtu"] = mtu
-            links.append(LinkSpec(a.endpoint, b.endpoint, mtu, link.path))
+            links.append(LinkSpec(a.endpoint, b.endpoint, mtu, link.path, link.line))
         return links
 
     def _end(self, at: At, link: str) -> Draft | None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique
+from tests.kernel.chaos import build_time, kill_during_build, leftovers
 from tests.kernel.helpers import ROOT, assert_lab_gone
 from tests.kernel.helpers import netvirt as cli
-from tests.kernel.chaos import build_time, kill_during_build, leftovers
 
 pytestmark = pytest.mark.root
 
