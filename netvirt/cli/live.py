@@ -148,6 +148,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _detach(args)
     scenario = _load(args)
     _local_only(scenario, "up")
+    if os.geteuid() != 0:  # before the kernel-side modules are even imported
+        from netvirt.errors import NotRootError
+
+        raise NotRootError("netvirt up")
     from netvirt.topology.builder import Topology
 
     async def go(sigs: _Signals) -> int:
@@ -169,7 +173,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
             await complete(topo.teardown())
-            print(f"lab {topo.lab} torn down", file=sys.stderr)
+            if built:
+                print(f"lab {topo.lab} torn down", file=sys.stderr)
         return 0  # Ctrl-C / SIGTERM is the normal end of 'up'
 
     return _run_async(args, go)
@@ -249,7 +254,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from netvirt.scenario.model import check_lab_name
     from netvirt.topology.status import collect
+
+    if args.name is not None:
+        check_lab_name(args.name)  # `status ''` is a bad name, not "every lab"
 
     async def go(sigs: _Signals) -> int:
         labs = await collect(args.name)

@@ -48,6 +48,9 @@ def step_line(r: Any) -> None:
 def summary(results: list[Any], teardown_s: float) -> None:
     passed = sum(1 for r in results if r.ok)
     failed = len(results) - passed
+    if not results:
+        print(f"no steps to run: the lab was built and torn down in {teardown_s:.2f} s")
+        return
     verdict = "all checks passed" if not failed else f"{failed} check{'s' * (failed != 1)} FAILED"
     print(f"{verdict} ({passed}/{len(results)}); torn down in {teardown_s:.2f} s")
 
@@ -86,6 +89,8 @@ def status(labs: list[dict[str, Any]]) -> None:
                 print(f"    {i['name']:<15} {i['kind'] or '':<8} {'UP' if i['up'] else 'DOWN':<5}"
                       f" {i['mac'] or '':<17} {addrs}")
                 counters = i.get("counters")
-                if counters:
+                if i.get("program_state") == "failed":
+                    print(f"      program {i.get('program')}: FAILED: {i.get('program_error')}")
+                elif counters:
                     shown = " ".join(f"{k}={v}" for k, v in counters.items())
                     print(f"      program {i.get('program')}: {shown}")

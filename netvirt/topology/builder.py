@@ -86,6 +86,8 @@ class Topology:
         self.lab = scenario.name
         self.nodes: dict[str, Node] = {}
         self.programs: dict[tuple[str, str], Program] = {}
+        #: "node:ifname" -> what killed the program on that device (see _program_failed)
+        self.program_errors: dict[str, BaseException] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._devices: list[Device] = []
         self._state = LabState(self.lab, root=state_root or STATE_ROOT)
@@ -249,6 +251,7 @@ class Topology:
                 prog, task = await _start_program(iface, dev, node, self.scenario.source)
                 self.programs[(spec.name, iface.name)] = prog
                 self._tasks[(spec.name, iface.name)] = task
+                prog.on_error(lambda p, exc, key=f"{spec.name}:{iface.name}": self._program_failed(key, exc))
         # steps may start right after the build: every program must handle traffic by then
         await asyncio.gather(*(p.wait_ready() for p in self.programs.values()))
 
@@ -277,13 +280,37 @@ class Topology:
         self._state.info["ready"] = True
         self._state.write_info()
 
+    def _program_failed(self, key: str, exc: BaseException) -> None:
+        """A program died: remember it (steps and ``run`` report it), log it, publish it."""
+        import sys
+        import traceback
+
+        if key in self.program_errors or self._torn_down:
+            return
+        self.program_errors[key] = exc
+        if not self._built:
+            return  # the build fails with this error itself
+        # stderr: the terminal of `run` and `up`, the lab's up.log for `up --detach`;
+        # a traceback only for a program's own bug, not for a located scenario error
+        from netvirt.errors import NetvirtError
+
+        text = "" if isinstance(exc, NetvirtError) else "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        print(f"netvirt: error: lab {self.lab}: program on {key} stopped: "
+              f"{type(exc).__name__}: {exc}{text}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            self.publish_counters()
+
     def publish_counters(self) -> None:
-        """Write program counters where ``netvirt status`` reads them."""
+        """Write program counters (and a program's death) where ``netvirt status`` reads them."""
         import json
 
-        data = {f"{n}:{i}": {"program": type(p).name if hasattr(type(p), "name") else "python",
-                             "counters": dict(p.counters)}
-                for (n, i), p in self.programs.items()}
+        def entry(key: str, p: Program) -> dict[str, Any]:
+            err = self.program_errors.get(key)
+            return {"program": type(p).name if hasattr(type(p), "name") else "python",
+                    "counters": dict(p.counters), "state": "failed" if err else "running",
+                    "error": f"{type(err).__name__}: {err}" if err else None}
+
+        data = {f"{n}:{i}": entry(f"{n}:{i}", p) for (n, i), p in self.programs.items()}
         tmp = self._state.dir / "counters.json.tmp"
         tmp.write_text(json.dumps(data))
         tmp.replace(self._state.dir / "counters.json")
@@ -364,7 +391,7 @@ async def _start_program(iface: InterfaceSpec, dev: Device, node: Node,
     port: Any = dev.port  # type: ignore[attr-defined]
     ctx = ProgramContext(port=port, params=dict(spec.params), addresses=list(iface.addresses),
                          open_socket=node.ns.socket, device_name=f"{node.name}:{iface.name}",
-                         place=spec.place, device_mac=device_mac)
+                         place=spec.place, device_mac=device_mac, source=source or "")
     if spec.name == "python" and source:
         ctx.params["python"] = _relative_to(source, str(ctx.params.get("python", "")))
     prog = cls(ctx)

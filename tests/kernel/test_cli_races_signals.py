@@ -70,9 +70,10 @@ def test_a_signal_at_any_instant_exits_130_or_0_without_a_traceback(tmp_path: Pa
     for i in range(trials):
         proc = subprocess.Popen([sys.executable, "-m", "netvirt", "run", str(f)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
-        # from 80 ms on: before that the interpreter itself is starting (no code of
-        # netvirt runs yet, so a signal has its default effect, as for any program)
-        time.sleep(0.08 + span * 1.1 * i / trials)
+        # from netvirt's first line on (its SIGTERM handler shows in SigCgt): before
+        # that the interpreter itself is starting, and a signal has its default effect
+        _wait_for_handler(proc.pid)
+        time.sleep(span * 1.1 * i / trials)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode in (0, 130), (i, proc.returncode, err)
@@ -80,3 +81,16 @@ def test_a_signal_at_any_instant_exits_130_or_0_without_a_traceback(tmp_path: Pa
         if proc.returncode == 130:
             assert "interrupted" in err, (i, out, err)
         assert_lab_gone(lab)
+
+
+def _wait_for_handler(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            return  # gone already
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.001)
