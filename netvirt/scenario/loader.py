@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from netvirt.errors import Problem, ScenarioError
-from netvirt.scenario.checker import LineDict, LineList
+from netvirt.scenario.checker import MAX_DEPTH, BigNumber, LineDict, LineList, one_line
 from netvirt.scenario.model import Scenario
 from netvirt.scenario.validate import validate
 
@@ -78,9 +78,47 @@ def _line_loader() -> Any:
                     |\.(?:nan|NaN|NAN))$""", re.X),
         list("-+0123456789."),
     )
+    LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
     LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
     LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
     return LineLoader
+
+
+def _construct_int(loader: Any, node: Any) -> Any:
+    """An int, or a BigNumber where Python refuses the conversion (a decimal of more than
+    4300 digits): validation then says where it is, instead of the parser failing."""
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError:
+        return BigNumber(sum(c.isdigit() for c in str(node.value)))
+
+
+def _check_depth(text: str, loader: Any) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing (libyaml's composer recurses
+    in C: some 100 000 levels of ``[`` crash the process). The event parser is iterative."""
+    import yaml
+
+    starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, starts):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise _TooDeep(mark.line + 1 if mark is not None else None)
+        elif isinstance(event, ends):
+            depth -= 1
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int | None) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+#: below this size a text cannot nest deep enough to hurt, so the depth pass is skipped
+_DEPTH_SCAN_CHARS = 4096
 
 
 def _construct_map(loader: Any, node: Any) -> Any:
@@ -116,7 +154,12 @@ def parse_yaml(text: str, source: str) -> Any:
     import yaml
 
     try:
+        if len(text) > _DEPTH_SCAN_CHARS:
+            _check_depth(text, loader)
         return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    except _TooDeep as e:
+        raise ScenarioError(Problem("", f"YAML nested more than {MAX_DEPTH} levels deep: no "
+                                        "scenario is", e.line, source)) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -126,9 +169,9 @@ def parse_yaml(text: str, source: str) -> Any:
             if e.context_mark is not None and e.context_mark.line + 1 != line:
                 where = f" that starts on line {e.context_mark.line + 1}"
             what = f"{e.problem} ({e.context}{where})"
-        raise ScenarioError(Problem("", f"YAML syntax error: {what}", line, source)) from None
+        raise ScenarioError(Problem("", one_line(f"YAML syntax error: {what}"), line, source)) from None
     except yaml.YAMLError as e:
-        raise ScenarioError(Problem("", f"YAML error: {e}", None, source)) from None
+        raise ScenarioError(Problem("", one_line(f"YAML error: {e}"), None, source)) from None
     except RecursionError:
         raise ScenarioError(Problem("", "YAML nested too deeply to be a scenario", None, source)) from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits
@@ -168,8 +211,6 @@ def load(path: str | Path, params: Mapping[str, str] | None = None) -> Scenario:
 MAX_FILE_BYTES = 8 << 20
 #: seconds a Python scenario may run (import plus ``scenario()``); NETVIRT_PY_SCENARIO_SECONDS overrides
 PY_SCENARIO_SECONDS = 10.0
-#: nesting deeper than this is no scenario (YAML or Python)
-MAX_DEPTH = 64
 
 
 def _read(path: Path, source: str) -> str:
@@ -318,7 +359,7 @@ def _code_problem(e: BaseException, source: str, doing: str) -> Problem:
         text = str(e)[:500]
     except Exception:  # an exception whose __str__ raises
         text = "(its message cannot be shown)"
-    return Problem("", f"{type(e).__name__} while {doing}: {text}", line, source)
+    return Problem("", one_line(f"{type(e).__name__} while {doing}: {text}"), line, source)
 
 
 def _convert_params(

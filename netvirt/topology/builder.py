@@ -251,7 +251,12 @@ class Topology:
                 prog, task = await _start_program(iface, dev, node, self.scenario.source)
                 self.programs[(spec.name, iface.name)] = prog
                 self._tasks[(spec.name, iface.name)] = task
-                prog.on_error(lambda p, exc, key=f"{spec.name}:{iface.name}": self._program_failed(key, exc))
+                key = f"{spec.name}:{iface.name}"
+
+                def failed(p: Program, exc: BaseException, key: str = key) -> None:
+                    self._program_failed(key, exc)
+
+                prog.on_error(failed)
         # steps may start right after the build: every program must handle traffic by then
         await asyncio.gather(*(p.wait_ready() for p in self.programs.values()))
 

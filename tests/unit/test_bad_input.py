@@ -211,3 +211,62 @@ def test_validation_is_near_linear_in_the_number_of_nodes() -> None:
 
     small, large = cost(500), cost(5000)
     assert large < small * 25, (small, large)  # 10x the nodes: well under 100x the time
+
+
+# -- located, one line, and what the build can do ---------------------------------
+LOCATED = {
+    # text: (path, line) of the one problem expected
+    "name: x\nnodes:\n  a:\n    interfaces:\n      eth0: {mtu: 1" + "0" * 5000 + "}\n":
+        ("nodes.a.interfaces.eth0.mtu", 5),
+    "name: x\nnodes:\n  a: {}\nsteps:\n  - connect: {from: a, to: null}\n": ("steps[0].connect.to", 5),
+    "name: x\nnodes:\n  a: {}\nsteps:\n  - ping: {from: null, to: 10.0.0.1}\n": ("steps[0].ping.from", 5),
+    "name: x\nnodes:\n  a: {}\nsteps:\n  - exec: {node: a, cmd: 'true', timeout: 1e9}\n":
+        ("steps[0].exec.timeout", 5),
+    "name: x\nnodes:\n  a:\n    interfaces:\n      br0: {kind: bridge, ageing_time: 42949673}\n":
+        ("nodes.a.interfaces.br0.ageing_time", 5),
+    "name: x\nnodes:\n  a:\n    interfaces:\n      tap0: {kind: tap, persist: true, group: -1}\n":
+        ("nodes.a.interfaces.tap0.group", 5),
+    ("name: x\nnodes:\n  a:\n    interfaces:\n      br0: {kind: bridge, addresses: [fd00::1/64]}\n"
+     "      p0: {master: br0, mtu: 1000}\n  b: {}\nlinks:\n  - [a:p0, b:eth0]\n"):
+        ("nodes.a.interfaces.p0.mtu", 6),
+    ("name: x\nnodes:\n  a:\n    interfaces:\n      eth0: {}\n      mv0: {kind: macvlan, parent: eth0, "
+     "mtu: 9000}\n  b: {}\nlinks:\n  - [a:eth0, b:eth0]\n"): ("nodes.a.interfaces.mv0.mtu", 6),
+    ("name: x\nnodes:\n  a:\n    interfaces:\n      eth0: {addresses: [fd00::1/64]}\n  b: {}\n"
+     "links:\n  - {endpoints: [a:eth0, b:eth0], mtu: 1200}\n"): ("nodes.a.interfaces.eth0", 5),
+}
+
+
+@pytest.mark.parametrize("text", list(LOCATED), ids=[f"located{i}" for i in range(len(LOCATED))])
+def test_limits_of_the_build_are_located_one_line_problems(text: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        netvirt.load_text(text, source="t.yaml")
+    (p,) = info.value.problems
+    assert (p.path, p.line) == LOCATED[text], p
+    assert "\n" not in str(p) and len(str(p)) < 300
+
+
+def test_what_the_build_can_do_is_accepted() -> None:
+    netvirt.load_text("name: x\nnodes:\n  a:\n    interfaces:\n"
+                      "      br0: {kind: bridge, ageing_time: 42949672, forward_delay: 0}\n"
+                      "      tap0: {kind: tap, persist: true, owner: 4294967294, group: 0}\n"
+                      "      tun0: {kind: tun, mtu: 1000, addresses: [10.0.0.1/24]}\n"
+                      "steps:\n  - wait: 86400\n")
+
+
+def test_yaml_nested_beyond_the_c_composer_stack_is_a_located_error() -> None:
+    depth = 200_000  # crashed the process (SIGSEGV in libyaml's composer) before the depth pass
+    with pytest.raises(ScenarioError) as info:
+        netvirt.load_text("name: x\nnodes: " + "[" * depth + "]" * depth + "\n")
+    (p,) = info.value.problems
+    assert p.line == 2 and "64 levels" in p.message
+
+
+def test_describe_never_raises() -> None:
+    from netvirt.scenario.checker import describe
+
+    class Bad:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    for value in (int("f" * 5000, 16), -(10**4000), "x" * 10**6, Bad(), float("nan")):
+        assert len(describe(value)) <= 45
