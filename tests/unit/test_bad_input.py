@@ -209,7 +209,9 @@ def test_validation_is_near_linear_in_the_number_of_nodes() -> None:
             netvirt.load_text(text)
         return time.perf_counter() - t0
 
-    small, large = cost(500), cost(5000)
+    # the best of three each: a loaded machine slows single runs, not the best one
+    small = min(cost(500) for _ in range(3))
+    large = min(cost(5000) for _ in range(3))
     assert large < small * 25, (small, large)  # 10x the nodes: well under 100x the time
 
 
