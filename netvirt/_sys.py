@@ -17,6 +17,9 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
 
 
 def _check(ret: int, what: str, path: str | None = None) -> None:
@@ -45,3 +48,16 @@ def mount(source: str, target: str, fstype: str | None, flags: int) -> None:
 
 def umount_detach(target: str) -> None:
     _check(_libc.umount2(target.encode(), MNT_DETACH), "umount2", target)
+
+
+def link_fd(fd: int, target: str) -> None:
+    """Give the open (O_TMPFILE) file ``fd`` the name ``target``: linkat(AT_EMPTY_PATH).
+
+    FileExistsError if ``target`` exists. (Through ``/proc/self/fd/N`` the kernel
+    may answer EXDEV on a bind-mounted directory; AT_EMPTY_PATH does not.)
+    """
+    if _libc.linkat(fd, b"", AT_FDCWD, target.encode(), AT_EMPTY_PATH) != 0:
+        err = ctypes.get_errno()
+        if err == 17:
+            raise FileExistsError(err, os.strerror(err), target)
+        raise OSError(err, f"linkat: {os.strerror(err)}", target)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from netvirt.devices.base import Device
 
-__all__ = ["COMMON_KEYS", "IFNAMSIZ", "KINDS", "MACVLAN_MODES", "Kind", "ifname_problem", "kind"]
+__all__ = ["BR_MAX_PORTS", "COMMON_KEYS", "IFNAMSIZ", "IPV6_MIN_MTU", "KINDS", "MACVLAN_MODES",
+           "Kind", "ifname_problem", "kind"]
 
 Phase = Literal["local", "link", "child"]
 
@@ -43,6 +44,7 @@ class Kind:
     dot_shape: str  # graphviz node shape
     mermaid: tuple[str, str]  # mermaid node brackets
     master: bool = False  # other interfaces of its node may name it as master (built first)
+    mtu: tuple[int, int] = (68, 65535)  # the kernel's min_mtu, max_mtu for the kind
 
     def driver_class(self) -> type[Device]:
         module, _, cls = self.driver.partition(":")
@@ -75,6 +77,14 @@ def kind(name: str) -> Kind:
 MACVLAN_MODES: dict[str, int] = {"bridge": 4, "vepa": 2, "private": 1, "passthru": 8, "source": 16}
 
 IFNAMSIZ = 16
+#: the most ports a Linux bridge takes (net/bridge/br_private.h); port 1025 fails with EXFULL
+BR_MAX_PORTS = 1024
+#: below this MTU the kernel disables IPv6 on an interface (RFC 8200 minimum link MTU)
+IPV6_MIN_MTU = 1280
+#: bridge times travel as u32 centiseconds (clock_t): the largest in seconds
+BR_MAX_SECONDS = ((1 << 32) - 1) / 100
+#: tun/tap owner and group are uid_t/gid_t; (u32)-1 means "none", so the largest is 2^32 - 2
+TUN_MAX_ID = (1 << 32) - 2
 
 
 def ifname_problem(name: object) -> str | None:

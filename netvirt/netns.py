@@ -197,12 +197,20 @@ class Namespace:
 
     # -- construction ----------------------------------------------------
     @classmethod
-    async def create(cls, name: str) -> Namespace:
-        """Create a new named namespace; fail with NameTakenError if it exists."""
+    async def create(cls, name: str, *, tag: str | None = None) -> Namespace:
+        """Create a new named namespace; fail with NameTakenError if it exists.
+
+        ``tag`` (a lab's ``netvirt:<lab>``) marks the namespace as its creator's
+        *before* it becomes visible, so that ownership can be proven from the
+        kernel's side alone after a ``kill -9`` at any instant (see
+        :func:`netns_tag`): the name file appears atomically with the tag as
+        its content, and the namespace's ``lo`` carries it as ifalias before the
+        namespace is bind-mounted on that name.
+        """
         require_root("creating a network namespace")
         ns = cls(name, owned=True)
         try:
-            await ns.call(ns._create_here)
+            await ns.call(ns._create_here, tag)
         except BaseException as exc:
             # also on cancellation: the strand may still finish creating; close()
             # queues behind it and removes the name only if we made it
@@ -247,36 +255,38 @@ class Namespace:
         if rtnl is not None:
             rtnl.close()
 
-    def _create_here(self) -> None:
+    def _create_here(self, tag: str | None = None) -> None:
         assert self.name is not None
         with translate(f"prepare {NETNS_DIR}", netns=self.name,
                        hint="is this a container without mount rights?"):
             _prepare_netns_dir()
         path = netns_path(self.name)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+            _make_name_file(path, tag)
         except FileExistsError:
             raise NameTakenError(
                 f"network namespace {self.name!r} exists already; "
                 f"if it is a leftover of netvirt, run 'netvirt down' for its lab, "
                 f"else choose another lab name"
             ) from None
-        os.close(fd)
         self._made = True
+        from netvirt._netlink import Req, Rtnl
+        from netvirt._netlink import encode as _nlmsg
+
         try:
             with translate("create namespace", netns=self.name):
                 _sys.unshare_net()
+                # lo is tagged (and up) while the namespace is still this thread's alone
+                self._rtnl = Rtnl(self.name)
+                self._rtnl.request([Req(_nlmsg.set_link(ifname="lo", up=True, alias=tag), "set lo up", "lo")])
                 _sys.mount("/proc/thread-self/ns/net", path, "none", _sys.MS_BIND)
         except BaseException:
+            self._idle()  # the netlink socket belongs to the namespace that is being dropped
             with contextlib.suppress(OSError):
                 os.unlink(path)
             self._made = False
             raise
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        from netvirt._netlink import Req
-        from netvirt._netlink import encode as _nlmsg
-
-        self.rtnl.request([Req(_nlmsg.set_link(ifname="lo", up=True), "set lo up", "lo")])
 
     def _enter_here(self) -> None:
         path = netns_path(self.name) if self.name else _HOST_NS_PATH
@@ -416,6 +426,71 @@ def _run_orphan(fut: cf.Future[T], orphan: Callable[[T], object]) -> None:
         return
     with contextlib.suppress(Exception):
         orphan(fut.result())
+
+
+def _make_name_file(path: str, tag: str | None) -> None:
+    """Create ``path`` holding ``tag``, atomically: it never exists empty or half-written.
+
+    An O_TMPFILE file is written, then linked under the name (EEXIST if the name
+    is taken: then nothing of ours exists). Where the filesystem has no O_TMPFILE,
+    O_EXCL plus a write: a kill between the two leaves an empty file, which
+    ``netns_tag`` reports as no one's.
+    """
+    data = (tag or "").encode()
+    try:
+        fd = os.open(os.path.dirname(path), os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o444)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return
+    try:
+        os.write(fd, data)
+        _sys.link_fd(fd, path)
+    finally:
+        os.close(fd)
+
+
+def netns_tag(name: str) -> str | None:
+    """The tag its creator gave namespace ``name`` (see :meth:`Namespace.create`), or None.
+
+    Mounted: the ifalias of its ``lo``, read from inside. Not mounted (its
+    creation was cut short before the bind mount): the content of the name file.
+    """
+    path = netns_path(name)
+    if not os.path.ismount(path):
+        try:
+            with open(path, "rb") as f:
+                return f.read(256).decode(errors="replace") or None
+        except OSError:
+            return None
+
+    def read_alias() -> str | None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _sys.setns(fd)
+        finally:
+            os.close(fd)
+        try:
+            from netvirt._netlink import Netlink, Rtnl
+
+            rtnl = Rtnl(name)
+            try:
+                nl = Netlink(rtnl)
+                return nl.link(nl.ifindex("lo")).alias
+            finally:
+                rtnl.close()
+        finally:
+            _sys.setns(_home_fd)
+
+    try:
+        return _shared_pool().submit(read_alias).result()
+    except Exception:
+        return None
 
 
 def remove_netns(name: str) -> bool:

@@ -63,11 +63,17 @@ class FdbEntry:
     local: bool  # the bridge's own address (permanent entry)
 
 
+ARPHRD_ETHER = 1
+
+
 def link_info(msg: Any) -> LinkInfo:
+    kind = msg.get(("linkinfo", "kind"))
+    if kind == "tun" and msg.get("ifi_type") == ARPHRD_ETHER:
+        kind = "tap"  # the kernel names both "tun"; a tap carries Ethernet frames
     return LinkInfo(
         index=msg["index"],
         name=msg.get("ifname"),
-        kind=msg.get(("linkinfo", "kind")),
+        kind=kind,
         mtu=msg.get("mtu"),
         mac=msg.get("address"),
         up=bool(msg["flags"] & 1),

@@ -281,6 +281,30 @@ def link_is_up(payload: bytes) -> bool:
     return bool(flags & IFF_UP and flags & IFF_LOWER_UP)
 
 
+IFLA_OPERSTATE, IF_OPER_UP = 16, 6
+
+
+def not_yet_running(payload: bytes) -> bool:
+    """An up link with carrier whose carrier change the kernel has not handled yet.
+
+    Theory of operation: carrier comes at once (a veth end gets it in the other
+    end's ``veth_open``), but the device's transmit queues keep the ``noop``
+    qdisc, which drops every packet (QDISC_DROP), until the asynchronous
+    linkwatch work handles the carrier change: it sets the operational state to
+    UP and then activates the queues (``dev_activate``). A frame sent before is
+    lost: the first ARP request of a fresh lab, about one time in a hundred, and
+    the first ping then waits a second for ARP to retry. Neither IFF_RUNNING
+    (also set while the operational state is still the initial UNKNOWN) nor
+    IFLA_QDISC (the root qdisc, attached at link-up) tells; IFLA_OPERSTATE does.
+    Only veth ends are checked: lo (and tun, tap) report UNKNOWN for good.
+    """
+    kind = find_attr(payload, (IFLA_LINKINFO, IFLA_INFO_KIND), _IFINFOMSG.size)
+    if not link_is_up(payload) or kind != b"veth\0":
+        return False
+    raw = find_attr(payload, (IFLA_OPERSTATE,), _IFINFOMSG.size)
+    return raw is not None and raw[0] != IF_OPER_UP
+
+
 def ifindex_of(payload: bytes) -> int:
     """The ifindex in an RTM_NEWLINK reply's ifinfomsg."""
     index: int = _IFINFOMSG.unpack_from(payload)[2]

@@ -122,22 +122,26 @@ class Netlink:
             time.sleep(0.0005)
 
     def wait_ports_enabled(self, timeout: float = 2.0) -> list[str]:
-        """Wait until no bridge port in this namespace is disabled; return those still disabled.
+        """Wait until this namespace is ready for traffic; return the links that are not.
 
-        One dump per poll for the whole namespace (see :meth:`wait_port_enabled`).
+        Ready: no bridge port that is up is still *disabled* (see
+        :meth:`wait_port_enabled`), and the kernel has handled the carrier change
+        of every up link with carrier (see ``encode.not_yet_running``). One dump
+        per poll for the whole namespace.
         """
         import time
 
         deadline = time.monotonic() + timeout
         while True:
-            disabled = []
+            waiting = []
             for raw in self._rtnl.dump(_nlmsg.dump_links(), "dump links"):
                 payload = raw[16:]
-                if _nlmsg.brport_state(payload) == _nlmsg.BR_STATE_DISABLED and _nlmsg.link_is_up(payload):
-                    disabled.append(str(_nlmsg.ifindex_of(payload)))
-            if not disabled or time.monotonic() > deadline:
-                return disabled
-            time.sleep(0.001)
+                if (_nlmsg.brport_state(payload) == _nlmsg.BR_STATE_DISABLED and _nlmsg.link_is_up(payload)
+                        or _nlmsg.not_yet_running(payload)):
+                    waiting.append(str(_nlmsg.ifindex_of(payload)))
+            if not waiting or time.monotonic() > deadline:
+                return waiting
+            time.sleep(0.0005)
 
     def link_del(self, index: int, *, missing_ok: bool = True) -> None:
         try:

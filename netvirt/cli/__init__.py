@@ -8,6 +8,8 @@ uvloop or scapy. Exit codes: 0 ok, 1 a step failed, 2 bad scenario or usage,
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -44,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--detach", action="store_true", help="go to the background once built")
     sp = sub.add_parser("down", help="tear down a lab from its state record")
     sp.add_argument("name", nargs="+", help="lab name(s)")
+    sp.add_argument("--kill-holders", action="store_true",
+                    help="stop (SIGTERM, then SIGKILL) the processes that keep a lab's namespace alive")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("status", help="labs, nodes, interfaces, addresses, program counters")
     sp.add_argument("name", nargs="?", help="one lab (default: all)")
@@ -70,13 +74,62 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-w", "--write", required=True, metavar="FILE", help="pcap file to write")
     sp.add_argument("-c", "--count", type=int, default=0, help="stop after N packets")
     sp.add_argument("--seconds", type=float, default=0, help="stop after this many seconds")
+    sp.add_argument("--no-promisc", dest="promisc", action="store_false",
+                    help="only frames addressed to the interface (default: all it sees, as tcpdump)")
     # the machine side of a lab across machines: started by the driver over SSH, JSON lines
     # on stdin/stdout (netvirt/multi/agent.py); not for direct use
     sub.add_parser("agent", help="(started by 'run' on each machine of a lab across machines)")
     return p
 
 
+class Interrupted(BaseException):
+    """SIGTERM (or SIGINT) outside the event loop: unwinds like KeyboardInterrupt."""
+
+
+def _raise_interrupted(sig: int, frame: object) -> None:
+    raise Interrupted(sig)
+
+
+def _guard_signals() -> None:
+    """From the first instant: SIGINT and SIGTERM unwind (exit 130), never a traceback.
+
+    While a verb's event loop runs, its own handlers take over (they cancel the
+    work so that teardown completes); asyncio restores SIGTERM to the default
+    action when its loop closes, so this is installed again after each loop.
+    """
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+
+
+def _late_signals() -> list[int]:
+    """After the work is done, a signal changes nothing but the exit code: 130."""
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, f: received.append(s))
+    return received
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _guard_signals()
+    try:
+        code = _main(argv)
+    except (KeyboardInterrupt, Interrupted):
+        code = EXIT_INTERRUPTED
+        print("netvirt: interrupted", file=sys.stderr)
+    late = _late_signals()
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+    # ignored from here to the end: the interpreter's finalization resets Python-level
+    # handlers to the default action (death by signal), but leaves SIG_IGN alone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if late and code != EXIT_INTERRUPTED:
+        print("netvirt: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     from netvirt.errors import NetvirtError
 
@@ -90,6 +143,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"netvirt: error: {line}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("netvirt: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED

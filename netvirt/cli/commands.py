@@ -45,7 +45,7 @@ def _load(args: argparse.Namespace) -> Any:
     from netvirt.scenario import load
 
     scenario = load(args.file, _params(args) or None)
-    if getattr(args, "name", None):
+    if getattr(args, "name", None) is not None:  # --name "" is an error, not "no --name"
         scenario = scenario.with_name(args.name)
     return scenario
 

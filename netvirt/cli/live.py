@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -50,14 +52,20 @@ def _run_async(args: argparse.Namespace, fn: Callable[[_Signals], Awaitable[int]
             return await fn(sigs)
         except asyncio.CancelledError:
             if sigs.received is not None:
+                print("netvirt: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
             raise
 
-    if args.loop == "uvloop":
-        import uvloop
+    from netvirt.cli import _guard_signals
 
-        return uvloop.run(main())
-    return asyncio.run(main())
+    try:
+        if args.loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(main())
+        return asyncio.run(main())
+    finally:
+        _guard_signals()  # the loop's handlers are gone: SIGTERM would kill us outright
 
 
 # -- run / up --------------------------------------------------------------
@@ -125,6 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _stay_up(topo: Any) -> None:
+    log = os.environ.pop("NETVIRT_UP_LOG", None)
+    if log:  # detached: the log moves into the lab's record, where `status` points to it
+        with contextlib.suppress(OSError):
+            os.replace(log, topo.state_dir / "up.log")
     topo.mark_ready()
     print(f"lab {topo.lab} is up; Ctrl-C or 'netvirt down {topo.lab}' tears it down", file=sys.stderr)
     await _publish(topo)
@@ -141,6 +153,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _detach(args)
     scenario = _load(args)
     _local_only(scenario, "up")
+    if os.geteuid() != 0:  # before the kernel-side modules are even imported
+        from netvirt.errors import NotRootError
+
+        raise NotRootError("netvirt up")
     from netvirt.topology.builder import Topology
 
     async def go(sigs: _Signals) -> int:
@@ -162,7 +178,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
             await complete(topo.teardown())
-            print(f"lab {topo.lab} torn down", file=sys.stderr)
+            if built:
+                print(f"lab {topo.lab} torn down", file=sys.stderr)
         return 0  # Ctrl-C / SIGTERM is the normal end of 'up'
 
     return _run_async(args, go)
@@ -172,6 +189,7 @@ def _detach(args: argparse.Namespace) -> int:
     """Start ``up`` in a new session and return once the lab is built."""
     scenario = _load(args)  # report scenario errors here, in the foreground
     _local_only(scenario, "up --detach")
+    lab = scenario.name
     from netvirt.netns import require_root
     from netvirt.topology.journal import STATE_ROOT, read_info
 
@@ -179,24 +197,27 @@ def _detach(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "netvirt", "--loop", args.loop, "up", args.file,
             *(f"--param={p}" for p in args.param)] + (["--name", args.name] if args.name else [])
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    log = STATE_ROOT / f".{scenario.name}.up.log"
+    # a log of this invocation's own (two `up --detach` of one lab may race); the
+    # lab moves it into its record once built
+    log = STATE_ROOT / f".up-{os.getpid()}.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, "NETVIRT_UP_LOG": str(log)})
     try:
         while True:
-            info = read_info(scenario.name)
+            info = read_info(lab)
             if info.get("ready") and info.get("pid") == proc.pid:
-                print(f"lab {scenario.name} is up (pid {proc.pid}); 'netvirt down {scenario.name}' "
-                      "tears it down")
+                print(f"lab {lab} is up (pid {proc.pid}, log {STATE_ROOT / lab / 'up.log'}); "
+                      f"'netvirt down {lab}' tears it down")
                 return 0
             code = proc.poll()
             if code is not None:
-                sys.stderr.write(log.read_text(errors="replace"))
+                with contextlib.suppress(OSError):
+                    sys.stderr.write(log.read_text(errors="replace"))
                 return code or 1
-            time.sleep(0.05)
+            time.sleep(0.02)
     finally:
-        log.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)  # gone already if the lab took it
 
 
 # -- down / status ----------------------------------------------------------
@@ -216,7 +237,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
                 await multi.down(name, json_out=args.json)
                 continue
-            rep = await down_lab(name)
+            rep = await down_lab(name, kill_holders=args.kill_holders)
             if not rep.found:
                 print(f"netvirt: error: no lab named {name!r} (see 'netvirt status')", file=sys.stderr)
                 code = 3
@@ -225,13 +246,24 @@ def cmd_down(args: argparse.Namespace) -> int:
                 print(json.dumps(rep.__dict__))
             else:
                 output.down_line(rep)
+            if rep.holders:
+                for h in rep.holders:
+                    print(f"netvirt: error: lab {name}: namespace {h}, so it and its devices "
+                          f"are still alive", file=sys.stderr)
+                print(f"netvirt: error: lab {name}: stop those processes, or run "
+                      f"'netvirt down {name} --kill-holders'", file=sys.stderr)
+                code = 3
         return code
 
     return _run_async(args, go)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from netvirt.scenario.model import check_lab_name
     from netvirt.topology.status import collect
+
+    if args.name is not None:
+        check_lab_name(args.name)  # `status ''` is a bad name, not "every lab"
 
     async def go(sigs: _Signals) -> int:
         labs = await collect(args.name)
@@ -252,7 +284,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     from netvirt.topology.capture import capture
 
     async def go(sigs: _Signals) -> int:
-        done = await capture(ns, args.ifname, args.write, count=args.count, seconds=args.seconds)
+        done = await capture(ns, args.ifname, args.write, count=args.count, seconds=args.seconds,
+                             promisc=args.promisc)
         print(f"captured {done.packets} packets to {args.write}", file=sys.stderr)
         if done.ended == "gone":
             raise EnvironmentProblem(f"capture stopped: interface {args.ifname!r} of node "

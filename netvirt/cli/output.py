@@ -50,6 +50,9 @@ def step_line(r: Any) -> None:
 def summary(results: list[Any], teardown_s: float, failures: int = 0) -> None:
     passed = sum(1 for r in results if r.ok)
     failed = len(results) - passed
+    if not results:
+        print(f"no steps to run: the lab was built and torn down in {teardown_s:.2f} s")
+        return
     verdict = "all checks passed" if not failed else f"{failed} check{'s' * (failed != 1)} FAILED"
     if failures:
         verdict += f", {failures} process{'es' * (failures != 1)} FAILED"
@@ -68,6 +71,10 @@ def down_line(rep: Any) -> None:
         parts.append(f"removed {len(rep.links)} host links")
     for s in rep.skipped:
         parts.append(f"left alone {s}")
+    for k in rep.killed:
+        parts.append(f"stopped {k}")
+    if rep.holders:
+        parts.append(f"{len(rep.holders)} processes still hold its namespaces (state record kept)")
     print(f"lab {rep.lab}: down" + (": " + ", ".join(parts) if parts else ""))
 
 
@@ -88,7 +95,9 @@ def status(labs: list[dict[str, Any]]) -> None:
                 print(f"    {i['name']:<15} {i['kind'] or '':<8} {'UP' if i['up'] else 'DOWN':<5}"
                       f" {i['mac'] or '':<17} {addrs}")
                 counters = i.get("counters")
-                if counters:
+                if i.get("program_state") == "failed":
+                    print(f"      program {i.get('program')}: FAILED: {i.get('program_error')}")
+                elif counters:
                     shown = " ".join(f"{k}={v}" for k, v in counters.items())
                     print(f"      program {i.get('program')}: {shown}")
             for p in node.get("processes", []):

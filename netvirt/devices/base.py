@@ -214,7 +214,8 @@ class Device:
             attrs["mac"] = self.mac
         if self.master and "master" not in done:
             attrs["master"] = self.master_index or nl.ifindex(self.master)
-        if not self.ipv6_linklocal:
+        if not self.ipv6_linklocal and not (self.mtu and self.mtu < 1280):
+            # below 1280 the kernel drops the link's IPv6 state: no addrgenmode to set (EINVAL)
             attrs["no_ipv6_ll"] = True
         reqs = []
         if attrs:

@@ -63,6 +63,8 @@ class ProgramContext:
     #: macvtap (the kernel hands its fd only frames sent to that MAC); leave it
     #: empty for a tap, where the program is a guest with a MAC of its own.
     device_mac: str = ""
+    #: The scenario file, for the place in error messages ("" outside a scenario).
+    source: str = ""
     #: The program's counters; user handlers may add and update entries.
     counters: dict[str, int] = field(default_factory=dict)
     #: Every queue of the device (a multi-queue tun/tap has several; the kernel
@@ -178,8 +180,8 @@ class Program(ABC):
         if exc is None:
             return
         self._failure = exc
-        log.error("program %r failed: %s: %s", self, type(exc).__name__, exc,
-                  exc_info=exc)
+        if not self._error_callbacks:  # else whoever registered reports it (a topology does)
+            log.error("program %r failed: %s: %s", self, type(exc).__name__, exc, exc_info=exc)
         for callback in list(self._error_callbacks):
             try:
                 callback(self, exc)

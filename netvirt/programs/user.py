@@ -75,7 +75,8 @@ class UserProgram(Program):
 
     def _problem(self, message: str) -> ScenarioError:
         place = self.ctx.place
-        return ScenarioError(Problem(f"{place}.{self.KEY}" if place else self.KEY, message))
+        return ScenarioError(Problem(f"{place}.{self.KEY}" if place else self.KEY, message, None,
+                                     self.ctx.source or None))
 
     def _import(self) -> Handler:
         module_name, attr = _split(self.target)

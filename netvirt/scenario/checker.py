@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import ipaddress
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from typing import Any, NamedTuple
 
 from netvirt.errors import Problem
 from netvirt.kinds import KINDS, ifname_problem
+
+#: the longest any wait or timeout may be (a day): the build and the step runners sleep
+#: on floats that must stay finite and sane
+MAX_SECONDS = 86400.0
 
 # --- raw containers with lines -------------------------------------------------------
 
@@ -87,13 +92,14 @@ class Checker:
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, at: At, message: str) -> None:
-        self.problems.append(Problem(at.path, message, at.line, self.source))
+        self.problems.append(Problem(at.path, one_line(message), at.line, self.source))
 
     def adopt(self, problems: Iterable[Problem], at: At) -> None:
         """Take problems from elsewhere (a program's check), filling in line and file."""
         for p in problems:
             line = p.line if p.line is not None else at.line
-            self.problems.append(Problem(p.path or at.path, p.message, line, p.file or self.source))
+            self.problems.append(Problem(p.path or at.path, one_line(p.message), line,
+                                         p.file or self.source))
 
     def mapping(
         self,
@@ -116,18 +122,20 @@ class Checker:
         allowed = list(allowed)
         for key, line in getattr(at.value, "duplicates", []):
             self.add(At(None, join(at.path, key), line),
-                     f"duplicate key {key!r}: it appears more than once in {what}")
+                     f"duplicate key {describe(key)}: it appears more than once in {what}")
         for key, child in at.items():
             if not isinstance(key, str):
-                self.add(child, f"key {key!r} in {what} must be a string")
+                self.add(child, f"key {describe(key)} in {what} must be a string")
             elif key not in allowed:
                 if elsewhere and key in elsewhere:
-                    self.add(child, f"key {key!r} {elsewhere[key]}")
+                    self.add(child, f"key {describe(key)} {elsewhere[key]}")
                 else:
-                    self.add(child, f"unknown key {key!r} in {what}{suggest(key, allowed)}")
+                    self.add(child, f"unknown key {describe(key)} in {what}{suggest(key, allowed)}")
         for key in required:
             if key not in at.value:
                 self.add(at.key(key), f"required key {key!r} is missing from {what}")
+            elif at.value[key] is None:
+                self.add(at.key(key), f"required key {key!r} of {what} has no value: give it one")
         return True
 
     # -- primitives: each returns the clean value, or None after adding a problem --
@@ -152,11 +160,14 @@ class Checker:
         self.add(at, f"{what} must be an integer {rng}, not {describe(v)}")
         return None
 
-    def number(self, at: At, what: str, lo: float = 0.0) -> float | None:
+    def number(self, at: At, what: str, lo: float = 0.0, hi: float = MAX_SECONDS) -> float | None:
+        """A finite number of seconds from ``lo`` to ``hi`` (a day unless told)."""
         v = at.value
-        if isinstance(v, int | float) and not isinstance(v, bool) and v >= lo:
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) \
+                and lo <= v <= hi:
             return float(v)
-        self.add(at, f"{what} must be a number of seconds, at least {lo:g}, not {describe(v)}")
+        self.add(at, f"{what} must be a finite number of seconds from {lo:.15g} to {hi:.15g}, "
+                     f"not {describe(v)}")
         return None
 
     def choice(self, at: At, what: str, choices: Iterable[str]) -> str | None:
@@ -169,7 +180,7 @@ class Checker:
     def ifname(self, at: At, name: object, what: str = "interface name") -> bool:
         problem = ifname_problem(name)
         if problem:
-            self.add(at, f"{what} {name!r} {problem}")
+            self.add(at, f"{what} {describe(name)} {problem}")
         return problem is None
 
     def mac(self, at: At) -> str | None:
@@ -218,6 +229,76 @@ class Checker:
         return None
 
 
+# --- plain data -----------------------------------------------------------------------
+
+#: nesting deeper than this is no scenario (YAML or Python); the deepest real one is about 8
+MAX_DEPTH = 64
+#: every integer a scenario can use fits in 64 bits (u64 counters, s64 at the least)
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
+PLAIN = (dict, LineDict, list, LineList, str, int, float, bool, type(None))
+
+
+class BigNumber:
+    """An integer literal too long to convert (YAML decimal of more than 4300 digits).
+
+    The loader puts this in place of the value, so that validation reports it at its
+    path and line (as out of every range) instead of the parser failing unlocated."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+    def __hash__(self) -> int:
+        return hash((BigNumber, self.digits))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BigNumber) and other.digits == self.digits
+
+
+def plain_problems(ck: Checker, root: At) -> bool:
+    """Check once, before anything else looks at it, that ``root`` is plain data.
+
+    Plain: dicts, lists, strings, bools, None, floats and integers that fit in 64 bits,
+    nested at most MAX_DEPTH deep. Later checks (and the programs' own) then never meet
+    an integer whose repr raises (more than 4300 digits), an object with a raising
+    ``__repr__``/``__eq__``, or nesting that ends in a RecursionError. Iterative: the
+    nesting of the input cannot exhaust the stack. Returns True when all is plain.
+    """
+    n = len(ck.problems)
+    stack: list[tuple[At, int]] = [(root, 0)]
+    while stack:
+        at, depth = stack.pop()
+        v = at.value
+        if type(v) is BigNumber or (type(v) is int and not INT_MIN <= v <= INT_MAX):
+            ck.add(at, f"{describe(v)} is out of range of every setting (integers in a scenario "
+                       "fit in 64 bits): write the value the setting takes")
+        elif type(v) not in PLAIN:
+            ck.add(at, f"a scenario holds plain data (mappings, lists, text, numbers, true/false), "
+                       f"not {describe(v)}")
+        elif isinstance(v, dict | list):
+            if depth >= MAX_DEPTH:
+                ck.add(at, f"nested more than {MAX_DEPTH} levels deep: no scenario is")
+                continue
+            if isinstance(v, dict):
+                for key, child in at.items():
+                    if type(key) not in PLAIN or (type(key) is int and not INT_MIN <= key <= INT_MAX):
+                        ck.add(child, f"key {describe(key)} must be a string")
+                    else:
+                        stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in at.elements())
+    return len(ck.problems) == n
+
+
+def one_line(text: str) -> str:
+    """A message as one line: each problem is printed on a line of its own."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
 # --- names and tables ----------------------------------------------------------------
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
@@ -230,10 +311,10 @@ def name_problem(name: object, what: str) -> str | None:
     if not isinstance(name, str):
         return f"{what} must be a string, not {describe(name)}"
     if not NAME_RE.fullmatch(name):
-        return (f"{what} {name!r} must start with a lowercase letter and hold only "
+        return (f"{what} {describe(name)} must start with a lowercase letter and hold only "
                 "lowercase letters, digits and '-'")
     if len(name) > NAME_MAX:
-        return (f"{what} {name!r} is {len(name)} characters long; at most {NAME_MAX} keep "
+        return (f"{what} {describe(name)} is {len(name)} characters long; at most {NAME_MAX} keep "
                 "namespace names nv-<lab>-<node> readable")
     return None
 
@@ -281,7 +362,7 @@ def kind_problem(kind: object) -> str | None:
         return None
     if kind in NOT_BUILT:
         return f"kind {kind!r} is not one netvirt builds; {NOT_BUILT[kind]}"
-    return f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
+    return f"unknown kind {describe(kind)}; expected one of {', '.join(KINDS)}"
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -292,7 +373,11 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 
 
 def describe(value: object) -> str:
-    """A short human description of a raw value for messages."""
+    """A short human description of any raw value for messages; never raises.
+
+    The one place values are shown: an integer too long for ``repr`` (more than 4300
+    digits raises ValueError), a huge string, or an object whose ``__repr__`` raises
+    are each described in a few words."""
     if value is None:
         return "nothing"
     if isinstance(value, bool):
@@ -301,5 +386,19 @@ def describe(value: object) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    text = repr(value)
+    if isinstance(value, int) and value.bit_length() > 128:
+        digits = int(value.bit_length() * 0.30103) + 1
+        return f"an integer of about {digits} digits"
+    if isinstance(value, str) and len(value) > 40:
+        value = value[:37]
+        return _repr(value) + "..."
+    text = _repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a user's object: describe it another way
+        return f"a {type(value).__name__} that cannot be shown"
+    return text if isinstance(text, str) else f"a {type(value).__name__}"

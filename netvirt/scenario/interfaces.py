@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netvirt.errors import Problem
-from netvirt.kinds import COMMON_KEYS, KINDS, MACVLAN_MODES
+from netvirt.kinds import (
+    BR_MAX_PORTS,
+    BR_MAX_SECONDS,
+    COMMON_KEYS,
+    IPV6_MIN_MTU,
+    KINDS,
+    MACVLAN_MODES,
+    TUN_MAX_ID,
+)
 from netvirt.scenario.checker import (
     At,
     Checker,
@@ -46,7 +54,7 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
     value = {} if at.value is None else at.value
     at = At(value, at.path, at.line)
     if not isinstance(value, dict):
-        ck.add(at, f"interface {name!r} must be a mapping of its settings, not {describe(value)}")
+        ck.add(at, f"interface {describe(name)} must be a mapping of its settings, not {describe(value)}")
         return None
     if name == "lo":
         return _loopback(ck, node, at)
@@ -64,7 +72,8 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
         f["addresses"] = tuple(a for a, _ in pairs)
         d.address_ats = [where for _, where in pairs]
     if at.has("mtu"):
-        f["mtu"] = ck.integer(at.key("mtu"), "mtu", 68, 65535)
+        lo, hi = KINDS[kind].mtu
+        f["mtu"] = ck.integer(at.key("mtu"), "mtu", lo, hi)
     if at.has("mac"):
         if not KINDS[kind].ethernet:
             ck.add(at.key("mac"), "a tun has no MAC address (it carries IP packets, not "
@@ -120,10 +129,12 @@ def _addresses(ck: Checker, at: At) -> list[tuple[Any, At]]:
 def _bridge(ck: Checker, at: At, f: dict[str, Any]) -> None:
     if at.has("stp"):
         f["stp"] = _or(ck.boolean(at.key("stp"), "stp"), False)
+    # the kernel takes both as u32 centiseconds: finite, not negative, at most 2^32-1 cs
     if at.has("ageing_time"):
-        f["ageing_time"] = ck.number(at.key("ageing_time"), "ageing_time")
+        f["ageing_time"] = ck.number(at.key("ageing_time"), "ageing_time", 0, BR_MAX_SECONDS)
     if at.has("forward_delay"):
-        delay = f["forward_delay"] = ck.number(at.key("forward_delay"), "forward_delay")
+        delay = f["forward_delay"] = ck.number(at.key("forward_delay"), "forward_delay", 0,
+                                               BR_MAX_SECONDS)
         if f.get("stp") and delay is not None and not 2 <= delay <= 30:
             ck.add(at.key("forward_delay"), f"with stp on, the kernel accepts a forward_delay "
                                             f"from 2 to 30 seconds, not {delay:g}")
@@ -137,7 +148,10 @@ def _tuntap(ck: Checker, at: At, f: dict[str, Any]) -> None:
             f[key] = _or(ck.boolean(at.key(key), key), False)
     for key, what in (("owner", "owner (a numeric uid)"), ("group", "group (a numeric gid)")):
         if at.has(key):
-            f[key] = ck.integer(at.key(key), what, 0)
+            f[key] = ck.integer(at.key(key), what, 0, TUN_MAX_ID)
+            if f[key] is not None and f.get("persist") is not True:
+                ck.add(at.key(key), f"{key} applies only to a persistent device (the kernel keeps "
+                                    f"it for an external program): add persist: true, or drop {key}")
 
 
 def _macvlan(ck: Checker, at: At, f: dict[str, Any], node: str) -> None:
@@ -150,7 +164,7 @@ def _macvlan(ck: Checker, at: At, f: dict[str, Any], node: str) -> None:
             try:
                 f["parent"] = Endpoint.parse(text, default_node=node)
             except ValueError:
-                ck.add(at.key("parent"), f"parent {text!r} must be IFNAME (same node) or "
+                ck.add(at.key("parent"), f"parent {describe(text)} must be IFNAME (same node) or "
                                          "NODE:IFNAME")
     if at.has("mode"):
         f["mode"] = _or(ck.choice(at.key("mode"), "mode", tuple(MACVLAN_MODES)), "bridge")
@@ -206,12 +220,69 @@ def cross_check(ck: Checker, drafts: dict[str, dict[str, Draft]]) -> None:
             if parent is not None and _parent(ck, d, parent, drafts):
                 children.setdefault(parent, []).append(d)
             _unique(ck, d, seen_ip, seen_mac)
+            _ipv6_mtu(ck, d, ifaces)
+        _ports(ck, ifaces)
     for parent, kids in children.items():
+        _child_mtu(ck, parent, kids, drafts)
         if len(kids) > 1 and any(k.fields.get("mode") == "passthru" for k in kids):
             for k in kids:
                 if k.fields.get("mode") == "passthru":
                     ck.add(k.at.key("mode"), f"a passthru child must be the only macvlan or "
                                              f"macvtap on {parent}, which has {len(kids)}")
+
+
+#: what an interface gets when neither it nor its link sets an mtu
+DEFAULT_MTU = 1500
+
+
+def _ipv6_mtu(ck: Checker, d: Draft, ifaces: dict[str, Draft]) -> None:
+    """IPv6 addresses need an mtu of at least 1280, or the kernel disables IPv6 on the link.
+
+    A bridge without its own mtu takes the smallest of its ports' (the kernel's auto
+    adjustment), so a port below 1280 counts for the bridge's addresses too."""
+    addresses = d.fields.get("addresses") or ()
+    if not any(a.version == 6 for a in addresses):
+        return
+    mtu = d.fields.get("mtu")
+    where = d.at.key("mtu") if d.at.has("mtu") else d.at
+    if mtu is None and d.kind == "bridge":
+        ports: list[tuple[int, Draft]] = [
+            (p.fields["mtu"], p) for p in ifaces.values()
+            if p.fields.get("master") == d.name and p.fields.get("mtu") is not None]
+        if ports:
+            mtu, port = min(ports, key=lambda x: x[0])
+            where = port.at.key("mtu") if port.at.has("mtu") else port.at
+    if mtu is not None and mtu < IPV6_MIN_MTU:
+        ck.add(where, f"{d.endpoint} has IPv6 addresses but an mtu of {mtu}: the kernel disables "
+                      f"IPv6 below {IPV6_MIN_MTU}; raise the mtu to at least {IPV6_MIN_MTU} or "
+                      "keep only IPv4 addresses")
+
+
+def _ports(ck: Checker, ifaces: dict[str, Draft]) -> None:
+    """A Linux bridge takes at most BR_MAX_PORTS ports: say so before anything is built."""
+    count: dict[str, int] = {}
+    for d in ifaces.values():
+        master = d.fields.get("master")
+        if isinstance(master, str):
+            count[master] = count.get(master, 0) + 1
+    for name, n in count.items():
+        bridge = ifaces.get(name)
+        if n > BR_MAX_PORTS and bridge is not None and bridge.kind == "bridge":
+            ck.add(bridge.at, f"bridge {bridge.endpoint} has {n} ports; the kernel allows at most "
+                              f"{BR_MAX_PORTS} per bridge: split them over several bridges joined "
+                              "by veth links")
+
+
+def _child_mtu(ck: Checker, parent: Endpoint, kids: list[Draft],
+               drafts: dict[str, dict[str, Draft]]) -> None:
+    """A macvlan/macvtap cannot have a larger mtu than its parent (the kernel: EINVAL)."""
+    p = drafts[parent.node][parent.ifname]
+    limit = p.fields.get("mtu") or DEFAULT_MTU
+    for k in kids:
+        mtu = k.fields.get("mtu")
+        if mtu is not None and mtu > limit:
+            ck.add(k.at.key("mtu"), f"mtu {mtu} is above the mtu of its parent {parent} ({limit}); "
+                                    f"a {k.kind} can be at most as large: lower it or raise the parent's")
 
 
 def _master(ck: Checker, d: Draft, ifaces: dict[str, Draft]) -> None:
@@ -227,10 +298,10 @@ def _master(ck: Checker, d: Draft, ifaces: dict[str, Draft]) -> None:
     elif bridge is None:
         bridges = [n for n, x in ifaces.items() if x.kind == "bridge"]
         hint = f" (bridges here: {', '.join(bridges)})" if bridges else ""
-        ck.add(at, f"master {master!r} is not an interface of node {d.node!r}: declare it "
+        ck.add(at, f"master {describe(master)} is not an interface of node {d.node!r}: declare it "
                    f"with kind: bridge{hint}")
     elif bridge.kind != "bridge":
-        ck.add(at, f"master {master!r} is a {bridge.kind}; master must name a bridge")
+        ck.add(at, f"master {describe(master)} is a {bridge.kind}; master must name a bridge")
     elif d.kind == "tun":
         ck.add(at, "a tun carries IP packets, not Ethernet frames, so it cannot join a "
                    "bridge: use a tap")

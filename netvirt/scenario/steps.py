@@ -94,7 +94,7 @@ class StepChecker:
             return None
         kind, params = next(at.items())
         if kind not in STEP_KEYS:
-            self.ck.add(params, f"unknown step {kind!r}{suggest(str(kind), STEP_KEYS)}")
+            self.ck.add(params, f"unknown step {describe(kind)}{suggest(str(kind), STEP_KEYS)}")
             return None
         if kind == "wait" and not isinstance(params.value, dict):
             params = At({"seconds": params.value}, params.path, params.line)
@@ -143,11 +143,11 @@ class StepChecker:
             self.ck.add(at, f"{what} must be NODE:IFNAME, not {describe(at.value)}")
             return None
         if ep.node not in self.interfaces:
-            self.ck.add(at, f"node {ep.node!r} of {ep} is not defined under nodes")
+            self.ck.add(at, f"node {describe(ep.node)} of {describe(str(ep))} is not defined under nodes")
             return None
         spec = self.interfaces[ep.node].get(ep.ifname)
         if spec is None:
-            self.ck.add(at, f"node {ep.node!r} has no interface {ep.ifname!r}")
+            self.ck.add(at, f"node {ep.node!r} has no interface {describe(ep.ifname)}")
         elif spec.kind == "":
             return None  # a broken declaration, reported already
         return spec
@@ -249,7 +249,7 @@ class StepChecker:
             return {}
         out: dict[str, int] = {}
         for name, item in v.items():
-            n = self.ck.integer(item, f"counter {name!r}", 0)
+            n = self.ck.integer(item, f"counter {describe(name)}", 0)
             if isinstance(name, str) and n is not None:
                 out[name] = n
         return out
@@ -265,7 +265,7 @@ class StepChecker:
         if bridge is not None and name is not None:
             spec = self.interfaces[bridge.node].get(name)
             if spec is None:
-                self.ck.add(port, f"node {bridge.node!r} has no interface {name!r}")
+                self.ck.add(port, f"node {bridge.node!r} has no interface {describe(name)}")
             elif spec.master != bridge.name:
                 self.ck.add(port, f"{spec.endpoint} is not a port of bridge {bridge.name!r}: "
                                   f"set master: {bridge.name} on it")

@@ -12,11 +12,12 @@ Nothing here touches the kernel: ``netvirt validate`` runs without root.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import replace
 from typing import Any
 
 from netvirt.errors import ScenarioError
-from netvirt.scenario.checker import At, Checker, describe, name_problem
+from netvirt.scenario.checker import At, Checker, describe, name_problem, plain_problems
 from netvirt.scenario.interfaces import Draft, check_interface, cross_check
 from netvirt.scenario.machines import check_assigned, check_groups, check_machines, lab_name_problem
 from netvirt.scenario.model import (
@@ -65,6 +66,8 @@ class _Validator:
         if raw is None:
             ck.add(At(None, "", 1), "the scenario is empty: it needs at least name and nodes")
             return None
+        if not plain_problems(ck, root):
+            return None  # checked first: no later check meets what it cannot describe
         if not ck.mapping(root, TOP_KEYS, "the scenario", required=("name", "nodes")):
             return None
         name = root.value.get("name")
@@ -221,7 +224,7 @@ class _Validator:
             ck.add(at, f"a link endpoint is NODE:IFNAME, e.g. left:eth0; not {describe(at.value)}")
             return None
         if ep.node not in self.drafts:
-            ck.add(at, f"node {ep.node!r} is not defined under nodes")
+            ck.add(at, f"node {describe(ep.node)} is not defined under nodes")
             return None
         if not ck.ifname(at, ep.ifname):
             return None
@@ -318,10 +321,12 @@ class _Validator:
             if not isinstance(key, str):
                 continue
             if not key.startswith("net.") or any(c.isspace() for c in key) or ".." in key:
-                ck.add(v, f"sysctl {key!r} is not per network namespace: only net.* keys "
+                ck.add(v, f"sysctl {describe(key)} is not per network namespace: only net.* keys "
                           "(e.g. net.ipv4.ip_forward) may be set in a node")
             elif isinstance(v.value, bool):
                 out[key] = "1" if v.value else "0"
+            elif isinstance(v.value, float) and not math.isfinite(v.value):
+                ck.add(v, f"sysctl {key} needs a finite value, not {describe(v.value)}")
             elif isinstance(v.value, str | int | float):
                 out[key] = str(v.value)
             else:

@@ -19,10 +19,12 @@ import contextlib
 import os
 import resource
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from netvirt._aio import unwind
 from netvirt.devices import Device, Macvtap, Veth
+from netvirt.errors import EnvironmentProblem
 from netvirt.kinds import KINDS
 from netvirt.netns import Namespace, netns_path, require_root
 from netvirt.procs.lab import LabProcesses
@@ -30,7 +32,14 @@ from netvirt.procs.launch import ProcessError
 from netvirt.procs.stop import close_lab_cgroup, open_lab_cgroup
 from netvirt.programs import Program, ProgramContext, UserProgram, get_program
 from netvirt.scenario.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario, lab_alias, netns_name
-from netvirt.topology.journal import STATE_ROOT, LabState, remove_journalled_netns, sweep_host_links
+from netvirt.topology.journal import (
+    STATE_ROOT,
+    DownReport,
+    LabState,
+    find_holders,
+    remove_journalled_netns,
+    sweep_host_links,
+)
 from netvirt.topology.node import Node
 from netvirt.topology.processes import add_loopback_addresses, lab_hosts, node_files, start_processes
 
@@ -81,6 +90,8 @@ class Topology:
         self.lab = scenario.name
         self.nodes: dict[str, Node] = {}
         self.programs: dict[tuple[str, str], Program] = {}
+        #: "node:ifname" -> what killed the program on that device (see _program_failed)
+        self.program_errors: dict[str, BaseException] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._devices: list[Device] = []
         self._state = LabState(self.lab, root=state_root or STATE_ROOT)
@@ -98,6 +109,11 @@ class Topology:
         return f"<Topology {self.lab} nodes={len(self.nodes)}>"
 
     # -- access ----------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        """The lab's state record, ``/run/netvirt/<lab>/`` (its journal, counters, logs)."""
+        return self._state.dir
+
     def node(self, name: str) -> Node:
         return self.nodes[name]
 
@@ -168,7 +184,7 @@ class Topology:
         else:
             name = netns_name(self.lab, spec.name)
             self._state.record(op="netns", name=name)
-            ns = await Namespace.create(name)
+            ns = await Namespace.create(name, tag=lab_alias(self.lab))
             self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
         assert self.processes is not None
         links = {}
@@ -243,8 +259,9 @@ class Topology:
             await node.ns.nl(add)
 
     async def _settle(self, spec: NodeSpec) -> None:
-        """Wait until the kernel enabled every bridge port of the node (one dump per poll)."""
-        if any(i.kind == "bridge" for i in spec.interfaces.values()):
+        """Wait until the node is ready for traffic: every bridge port enabled, every
+        link's queueing active (one dump per poll; see ``Netlink.wait_ports_enabled``)."""
+        if spec.interfaces:
             await self.nodes[spec.name].ns.nl(lambda nl: nl.wait_ports_enabled())
 
     async def _start_programs(self) -> None:
@@ -257,6 +274,12 @@ class Topology:
                 prog, task = await _start_program(iface, dev, node, self.scenario.source)
                 self.programs[(spec.name, iface.name)] = prog
                 self._tasks[(spec.name, iface.name)] = task
+                key = f"{spec.name}:{iface.name}"
+
+                def failed(p: Program, exc: BaseException, key: str = key) -> None:
+                    self._program_failed(key, exc)
+
+                prog.on_error(failed)
         # steps may start right after the build: every program must handle traffic by then
         await asyncio.gather(*(p.wait_ready() for p in self.programs.values()))
 
@@ -289,13 +312,37 @@ class Topology:
         self._state.info["ready"] = True
         self._state.write_info()
 
+    def _program_failed(self, key: str, exc: BaseException) -> None:
+        """A program died: remember it (steps and ``run`` report it), log it, publish it."""
+        import sys
+        import traceback
+
+        if key in self.program_errors or self._torn_down:
+            return
+        self.program_errors[key] = exc
+        if not self._built:
+            return  # the build fails with this error itself
+        # stderr: the terminal of `run` and `up`, the lab's up.log for `up --detach`;
+        # a traceback only for a program's own bug, not for a located scenario error
+        from netvirt.errors import NetvirtError
+
+        text = "" if isinstance(exc, NetvirtError) else "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        print(f"netvirt: error: lab {self.lab}: program on {key} stopped: "
+              f"{type(exc).__name__}: {exc}{text}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            self.publish_counters()
+
     def publish_counters(self) -> None:
-        """Write program counters where ``netvirt status`` reads them."""
+        """Write program counters (and a program's death) where ``netvirt status`` reads them."""
         import json
 
-        data = {f"{n}:{i}": {"program": type(p).name if hasattr(type(p), "name") else "python",
-                             "counters": dict(p.counters)}
-                for (n, i), p in self.programs.items()}
+        def entry(key: str, p: Program) -> dict[str, Any]:
+            err = self.program_errors.get(key)
+            return {"program": type(p).name if hasattr(type(p), "name") else "python",
+                    "counters": dict(p.counters), "state": "failed" if err else "running",
+                    "error": f"{type(err).__name__}: {err}" if err else None}
+
+        data = {f"{n}:{i}": entry(f"{n}:{i}", p) for (n, i), p in self.programs.items()}
         tmp = self._state.dir / "counters.json.tmp"
         tmp.write_text(json.dumps(data))
         tmp.replace(self._state.dir / "counters.json")
@@ -347,7 +394,13 @@ class Topology:
         # namespaces that creation left behind although their Namespace object is gone
         if self._state.claimed:  # never another process's record of the same lab name
             try:
-                remove_journalled_netns(self.lab, self._state.root)
+                gone = remove_journalled_netns(self.lab, self._state.root)
+                report = DownReport(self.lab)
+                find_holders(gone, report, kill=False)
+                if report.holders:
+                    errors.append(EnvironmentProblem(
+                        f"lab {self.lab}: " + "; ".join(report.holders) + ", so it and its devices are "
+                        f"still alive; stop those processes, or run 'netvirt down {self.lab} --kill-holders'"))
             except Exception as exc:
                 errors.append(exc)
             if not errors:  # else keep the record: 'netvirt down' finds the rest from it
@@ -379,7 +432,7 @@ async def _start_program(iface: InterfaceSpec, dev: Device, node: Node,
     port: Any = dev.port  # type: ignore[attr-defined]
     ctx = ProgramContext(port=port, params=dict(spec.params), addresses=list(iface.addresses),
                          open_socket=node.ns.socket, device_name=f"{node.name}:{iface.name}",
-                         place=spec.place, device_mac=device_mac)
+                         place=spec.place, device_mac=device_mac, source=source or "")
     if spec.name == "python" and source:
         ctx.params["python"] = _relative_to(source, str(ctx.params.get("python", "")))
     prog = cls(ctx)

@@ -71,7 +71,18 @@ def _ifindex(sock: socket.socket, ifname: str) -> int:
     return int(struct.unpack("16si", req.tobytes())[1])
 
 
-async def _open(netns: str | None, ifname: str) -> tuple[socket.socket, int, bool]:
+_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, _PACKET_MR_PROMISC = 263, 1, 1
+
+
+def _promiscuous(sock: socket.socket, ifindex: int) -> None:
+    """Receive every frame the interface sees, also those not addressed to it (as tcpdump
+    does by default): on a bridge, the frames it forwards between two other ports. The
+    kernel counts this membership per socket and drops it when the socket closes."""
+    mreq = struct.pack("iHH8s", ifindex, _PACKET_MR_PROMISC, 0, b"")
+    sock.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, mreq)
+
+
+async def _open(netns: str | None, ifname: str, promisc: bool = True) -> tuple[socket.socket, int, bool]:
     """A packet socket bound to ``ifname``: (socket, ARPHRD type, cooked)."""
     ns = await (Namespace.borrow(netns) if netns else Namespace.host())
     try:
@@ -85,6 +96,8 @@ async def _open(netns: str | None, ifname: str) -> tuple[socket.socket, int, boo
                     sock.close()
                     sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
                 sock.bind((ifname, ETH_P_ALL))
+                if promisc:
+                    _promiscuous(sock, _ifindex(sock, ifname))
                 # a down interface leaves ENETDOWN pending: clear it, packets come once it is up
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 sock.setblocking(False)
@@ -105,15 +118,16 @@ async def _open(netns: str | None, ifname: str) -> tuple[socket.socket, int, boo
 
 
 async def capture(netns: str | None, ifname: str, path: str, *, count: int = 0,
-                  seconds: float = 0) -> Captured:
+                  seconds: float = 0, promisc: bool = True) -> Captured:
     """Capture until ``count`` packets, ``seconds`` elapsed, the interface or namespace
-    is gone, or cancellation (Ctrl-C: a normal end, not re-raised)."""
+    is gone, or cancellation (Ctrl-C: a normal end, not re-raised). ``promisc``
+    (the default, as in tcpdump): also frames not addressed to the interface."""
     if count < 0 or seconds < 0:
         raise UsageError("capture: --count and --seconds must not be negative")
     problem = ifname_problem(ifname)
     if problem:
         raise UsageError(f"capture: {ifname!r} is not an interface name: it {problem}")
-    sock, hatype, cooked = await _open(netns, ifname)
+    sock, hatype, cooked = await _open(netns, ifname, promisc)
     try:
         ifindex = _ifindex(sock, ifname)
         ns_ino = os.stat(netns_path(netns)).st_ino if netns else None

@@ -12,6 +12,7 @@ from netvirt.topology.journal import (
     STATE_ROOT,
     DownReport,
     LabState,
+    find_holders,
     lab_dir,
     owner_alive,
     read_info,
@@ -42,8 +43,14 @@ def stop_owner(lab: str, root: Path = STATE_ROOT, timeout: float = 10.0) -> bool
                              f"after SIGTERM; nothing was removed (try again, or stop pid {pid})")
 
 
-async def down_lab(lab: str, root: Path = STATE_ROOT) -> DownReport:
-    """Stop the lab's process if alive (it tears down itself), then clean what remains."""
+async def down_lab(lab: str, root: Path = STATE_ROOT, *, kill_holders: bool = False) -> DownReport:
+    """Stop the lab's process if alive (it tears down itself), then clean what remains.
+
+    A namespace that some process still holds (qemu on a persistent tap, a shell
+    that entered it) lives on after its name is gone, with its devices: those
+    processes are reported in ``holders`` and the state record is kept, so that a
+    later ``down`` (``kill_holders=True`` stops them) finds the namespaces again.
+    """
     report = DownReport(lab)
     if not lab_dir(lab, root).is_dir():
         report.found = False
@@ -56,8 +63,10 @@ async def down_lab(lab: str, root: Path = STATE_ROOT) -> DownReport:
         report.processes = procs.stopped
         report.skipped += [f"process {pid} (still alive after SIGKILL)" for pid in procs.left]
         await sweep_host_links(lab, root, report)
-        remove_journalled_netns(lab, root, report)
-        LabState(lab, root=root).release()
+        gone = remove_journalled_netns(lab, root, report)
+        find_holders(gone, report, kill=kill_holders)
+        if not report.holders:
+            LabState(lab, root=root).release()
     return report
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from netvirt.errors import NameTakenError, NoSuchObjectError
-from netvirt.netns import Namespace, netns_path, remove_netns
+from netvirt.netns import Namespace, netns_path, netns_tag, remove_netns
 from netvirt.scenario.model import check_lab_name, lab_alias
 
 STATE_ROOT = Path(os.environ.get("NETVIRT_STATE_DIR", "/run/netvirt"))
@@ -93,6 +93,16 @@ class LabState:
             self.dir.mkdir()
         except FileExistsError:
             other = read_info(self.lab, self.root)
+            deadline = time.monotonic() + 2.0
+            while not other and time.monotonic() < deadline:
+                # its creator writes lab.json right after the directory: wait for it
+                time.sleep(0.01)
+                other = read_info(self.lab, self.root)
+            if not other:
+                raise NameTakenError(
+                    f"lab {self.lab!r} exists already, with an incomplete state record "
+                    f"({self.dir}); if no netvirt is creating it, run 'netvirt down {self.lab}'"
+                ) from None
             pid = int(other.get("pid", 0))
             if owner_alive(other):
                 raise NameTakenError(
@@ -163,23 +173,42 @@ class DownReport:
     skipped: list[str] = field(default_factory=list)
     processes: list[str] = field(default_factory=list)  # what of its processes had to be stopped
     found: bool = True
+    #: processes that keep a removed namespace (and its devices) alive: "nv-x-a: pid 12 (qemu) holds tap0"
+    holders: list[str] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
 
 
-def remove_journalled_netns(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
-    """Remove each namespace the journal says this lab created, if it is still that one.
+def remove_journalled_netns(lab: str, root: Path = STATE_ROOT,
+                            report: DownReport | None = None) -> dict[int, str]:
+    """Remove each namespace the journal says this lab created, if it is provably that one.
 
-    A namespace whose creation was cut short (an intent with no "done" record)
-    is removed only if it never got mounted (the empty file ``O_EXCL`` made);
-    a mounted one cannot be proven ours and is reported, not touched.
+    Done records carry the namespace's inode: it must still match. A creation cut
+    short (an intent with no done record: a kill between the create and the
+    journal line) is proven by the tag the namespace carries from its first
+    instant (``netns_tag``); anything else of that name is someone else's and is
+    reported, never touched. Returns inode -> name of every namespace of the lab
+    that is gone from /run/netns (for ``find_holders``).
     """
     entries = list(read_journal(lab, root))
     done = {e.get("name") for e in entries if e.get("op") == "netns-done"}
+    gone: dict[int, str] = {}
     for entry in reversed(entries):
         if entry.get("op") == "netns" and entry.get("name") not in done:
-            _cut_short(entry["name"], report)
+            name = entry["name"]
+            if not os.path.lexists(netns_path(name)):
+                continue
+            if netns_tag(name) == lab_alias(lab):
+                with contextlib.suppress(OSError):
+                    gone[os.stat(netns_path(name)).st_ino] = name
+                if remove_netns(name) and report:
+                    report.namespaces.append(name)
+            elif report:
+                report.skipped.append(f"namespace {name} (not tagged {lab_alias(lab)}: not this lab's)")
         if entry.get("op") != "netns-done":
             continue
         name = entry["name"]
+        if entry.get("ino"):
+            gone[int(entry["ino"])] = name
         try:
             ino = os.stat(netns_path(name)).st_ino
         except FileNotFoundError:
@@ -190,21 +219,20 @@ def remove_journalled_netns(lab: str, root: Path = STATE_ROOT, report: DownRepor
             continue
         if remove_netns(name) and report:
             report.namespaces.append(name)
+    return gone
 
 
-def _cut_short(name: str, report: DownReport | None) -> None:
-    path = netns_path(name)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    if not os.path.ismount(path) and st.st_size == 0:
-        os.unlink(path)  # O_EXCL made it, the bind mount never happened
-        if report:
-            report.namespaces.append(name)
-    elif report:
-        report.skipped.append(f"namespace {name} (its creation was interrupted, so it cannot be "
-                              f"proven this lab's: 'ip netns del {name}' removes it if it is)")
+def find_holders(gone: dict[int, str], report: DownReport, *, kill: bool) -> None:
+    """Report (and with ``kill``, stop) the processes that keep removed namespaces alive."""
+    from netvirt.holders import holders, kill_holders
+
+    found = holders(set(gone))
+    if kill and found:
+        every = [h for hs in found.values() for h in hs]
+        left = set(kill_holders(every))
+        report.killed += [f"{gone[ino]}: {h}" for ino, hs in found.items() for h in hs if h not in left]
+        found = {ino: [h for h in hs if h in left] for ino, hs in found.items()}
+    report.holders += [f"{gone[ino]}: {h}" for ino, hs in found.items() for h in hs]
 
 
 async def sweep_host_links(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:

@@ -76,5 +76,7 @@ async def _interfaces(lab: str, node: str, ns_name: str | None,
         if prog:
             row["program"] = prog["program"]
             row["counters"] = prog["counters"]
+            row["program_state"] = prog.get("state", "running")
+            row["program_error"] = prog.get("error")
         rows.append(row)
     return rows

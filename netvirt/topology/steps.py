@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -48,13 +47,31 @@ class StepResult:
 
 async def run_steps(topo: Topology, steps: tuple[StepSpec, ...] | None = None, *,
                     on_result: Callable[[StepResult], None] | None = None) -> list[StepResult]:
-    """Run every step in order (a failed step does not stop the next ones)."""
-    results = []
-    for i, step in enumerate(topo.scenario.steps if steps is None else steps, 1):
-        result = await run_step(topo, step, i)
+    """Run every step in order (a failed step does not stop the next ones).
+
+    A program that died (before or during the steps) is a failed result of its
+    own, after the step during which it was seen: a lab whose program is dead
+    never passes.
+    """
+    results: list[StepResult] = []
+    reported: set[str] = set()
+
+    def add(result: StepResult) -> None:
         if on_result is not None:
             on_result(result)
         results.append(result)
+
+    def program_deaths() -> None:
+        for key, exc in getattr(topo, "program_errors", {}).items():
+            if key not in reported:
+                reported.add(key)
+                add(StepResult(len(results) + 1, "program", f"program on {key}", False,
+                               f"stopped: {type(exc).__name__}: {exc}", 0.0))
+
+    program_deaths()
+    for step in topo.scenario.steps if steps is None else steps:
+        add(await run_step(topo, step, len(results) + 1))
+        program_deaths()
     return results
 
 
@@ -72,6 +89,10 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
             ok = True
         except StepFailed as exc:
             ok, detail = False, str(exc)
+        except TimeoutError as exc:  # its str() is empty: say what ran out
+            limit = getattr(step.params, "timeout", None)
+            ok, detail = False, (f"timed out after {limit:g} s" if isinstance(limit, (int, float))
+                                 else f"timed out{': ' + str(exc) if str(exc) else ''}")
         except (OSError, NetvirtError, KeyError) as exc:  # a failed check, not an aborted run
             ok, detail = False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         retry = step.retry
@@ -86,6 +107,27 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
         detail += (f" (after {attempts} attempts)" if ok else
                    f" (still failing after {attempts} attempts in {seconds:.1f} s)") if attempts > 1 else ""
     return StepResult(index, step.kind, title, ok, detail, seconds, attempts)
+
+
+#: seconds a step's regex may take on the output
+REGEX_SECONDS = 2.0
+
+
+async def _search(pattern: str, text: str) -> bool:
+    """``re.search`` semantics, bounded in time.
+
+    Python's ``re`` holds the interpreter (and so the event loop and its signal
+    handlers) for as long as a pattern backtracks: ``^(a+)+$`` on "aaa...!" never
+    ends. The ``regex`` engine (re-compatible syntax) avoids most such blow-ups
+    and stops any match after ``timeout``: then the step fails, saying why.
+    """
+    import regex
+
+    try:
+        return regex.search(pattern, text, timeout=REGEX_SECONDS) is not None
+    except TimeoutError:
+        raise StepFailed(f"the stdout regex /{pattern}/ took over {REGEX_SECONDS:g} s on "
+                         f"{len(text)} characters (catastrophic backtracking?)") from None
 
 
 def _title(step: StepSpec) -> str:
@@ -169,7 +211,7 @@ async def _exec(topo: Topology, p: ExecStep) -> str:
     if res.returncode != p.exit:
         err = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
         raise StepFailed(f"exit {res.returncode}, expected {p.exit}: {err[0][:200]}")
-    if p.stdout and not re.search(p.stdout, res.stdout):
+    if p.stdout and not await _search(p.stdout, res.stdout):
         raise StepFailed(f"stdout does not match /{p.stdout}/: {res.stdout.strip()[:200]!r}")
     return f"exit {res.returncode}"
 
