@@ -395,11 +395,11 @@ class Topology:
         if self._state.claimed:  # never another process's record of the same lab name
             try:
                 gone = remove_journalled_netns(self.lab, self._state.root)
-                report = DownReport(self.lab)
-                find_holders(gone, report, kill=False)
-                if report.holders:
+                held = DownReport(self.lab)
+                find_holders(gone, held, kill=False)
+                if held.holders:
                     errors.append(EnvironmentProblem(
-                        f"lab {self.lab}: " + "; ".join(report.holders) + ", so it and its devices are "
+                        f"lab {self.lab}: " + "; ".join(held.holders) + ", so it and its devices are "
                         f"still alive; stop those processes, or run 'netvirt down {self.lab} --kill-holders'"))
             except Exception as exc:
                 errors.append(exc)
