@@ -260,7 +260,8 @@ def test_yaml_nested_beyond_the_c_composer_stack_is_a_located_error() -> None:
     with pytest.raises(ScenarioError) as info:
         netvirt.load_text("name: x\nnodes: " + "[" * depth + "]" * depth + "\n")
     (p,) = info.value.problems
-    assert p.line == 2 and "64 levels" in p.message
+    # netvirt's own depth pass says "64 levels"; a newer libyaml stops first with its own limit
+    assert p.line == 2 and ("64 levels" in p.message or "nesting depth" in p.message), p
 
 
 def test_describe_never_raises() -> None:
