@@ -52,7 +52,7 @@ class TapFrames:
         n = len(pkt) - VNET_HDR_LEN
         if pkt[1] == 0:  # no GSO
             return n
-        gso_size = pkt[6] | pkt[7] << 8
+        gso_size = pkt[4] | pkt[5] << 8
         hdr = _headers(memoryview(pkt)[VNET_HDR_LEN:])
         if not hdr or not gso_size:
             return n
