@@ -13,9 +13,29 @@ SPEC.md section 7. Layers, each usable alone:
   ``impair()``, ``reset()``, ``down()``, ``up()``, ``stats()``.
 """
 
-from .conditions import KEYS, Conditions, Loss, parse_conditions, parse_impair, read_trace
-from .engine import Direction, PlainFrames
-from .link import BACKEND, End, ImpairedLink, LinkEnd, conditions_from_keys
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> module (imported lazily: the datapath worker imports only what it needs)
+_WHERE = {
+    "BACKEND": "link", "KEYS": "conditions", "Conditions": "conditions", "Direction": "engine",
+    "End": "link", "ImpairedLink": "link", "LinkEnd": "link", "Loss": "conditions",
+    "PlainFrames": "engine", "conditions_from_keys": "link", "parse_conditions": "conditions",
+    "parse_impair": "conditions", "read_trace": "conditions",
+}
+
+if TYPE_CHECKING:
+    from .conditions import KEYS, Conditions, Loss, parse_conditions, parse_impair, read_trace
+    from .engine import Direction, PlainFrames
+    from .link import BACKEND, End, ImpairedLink, LinkEnd, conditions_from_keys
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'netvirt.impair' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
 
 __all__ = [
     "BACKEND",

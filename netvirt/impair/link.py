@@ -18,8 +18,9 @@ gives a handle bound to one end (what ``topo.link("a:eth0")`` returns).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from netvirt._aio import complete, unwind
@@ -27,8 +28,9 @@ from netvirt.devices import Tap
 from netvirt.devices.base import DEFAULT_ALIAS, NetnsArg
 from netvirt.errors import UsageError
 
+from ._nl import TAP_TXQLEN, set_txqlen
 from .conditions import Conditions, parse_conditions
-from .datapath import Datapath
+from .process import DatapathProcess
 
 __all__ = ["BACKEND", "End", "ImpairedLink", "LinkEnd", "conditions_from_keys"]
 
@@ -46,7 +48,7 @@ class End:
     mac: str | None = None
     master: str | None = None
     label: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    ipv6_linklocal: bool | None = None
 
 
 def conditions_from_keys(keys: Mapping[str, Any], where: str = "impair") -> Conditions | None:
@@ -72,8 +74,10 @@ class ImpairedLink:
         self.alias = alias
         self.name = name or f"{a.label or a.ifname}--{b.label or b.ifname}"
         self.taps: list[Tap] = []
-        self.datapath: Datapath | None = None
+        self.datapath: DatapathProcess | None = None
         self._closed = False
+        self._carrier = False
+        self._conditions: list[Conditions | None] = list(self._initial)
 
     def __repr__(self) -> str:
         return f"<ImpairedLink {self.name} {'up' if self.carrier else 'down'}>"
@@ -83,12 +87,19 @@ class ImpairedLink:
         try:
             for end in self.ends:
                 tap = Tap(end.ifname, netns=end.netns, offload=True, addresses=end.addresses,
-                          mtu=end.mtu, mac=end.mac, master=end.master, alias=self.alias)
+                          mtu=end.mtu, mac=end.mac, master=end.master, alias=self.alias,
+                          ipv6_linklocal=end.ipv6_linklocal)
                 self.taps.append(tap)
                 await tap.create()
+                await tap.netns.nl(functools.partial(set_txqlen, index=tap.ifindex, qlen=TAP_TXQLEN,
+                                                     name=tap.name))
             fds = (self.taps[0].fileno(), self.taps[1].fileno())
-            self.datapath = Datapath(fds, self._initial, name=self.name[:12])
-            self.datapath.start()
+            self.datapath = DatapathProcess(fds, name=self.name)
+            await asyncio.get_running_loop().run_in_executor(None, self.datapath.start)
+            for side, cond in enumerate(self._initial):
+                if cond is not None:
+                    self.datapath.configure(side, cond)
+            self._carrier = True
         except BaseException as exc:
             await unwind(exc, self.aclose())
             raise
@@ -124,7 +135,7 @@ class ImpairedLink:
         await self.aclose()
 
     # -- control -------------------------------------------------------------------
-    def _dp(self) -> Datapath:
+    def _dp(self) -> DatapathProcess:
         if self.datapath is None:
             raise UsageError(f"link {self.name} is not running")
         return self.datapath
@@ -154,6 +165,7 @@ class ImpairedLink:
         dp = self._dp()
         for s in (0, 1) if both else (side,):
             dp.configure(s, conditions)
+            self._conditions[s] = conditions
         await asyncio.sleep(0)
 
     async def reset(self, endpoint: int | str = 0, *, both: bool = False) -> None:
@@ -162,26 +174,29 @@ class ImpairedLink:
     async def down(self) -> None:
         """Pull the cable: both ends lose carrier, what is in flight is lost."""
         self._dp().set_carrier(False)
+        self._carrier = False
         await asyncio.sleep(0)
 
     async def up(self) -> None:
         self._dp().set_carrier(True)
+        self._carrier = True
         await asyncio.sleep(0)
 
     @property
     def carrier(self) -> bool:
-        return self.datapath.carrier if self.datapath is not None else False
+        return self._carrier and self.datapath is not None
 
     def conditions(self, endpoint: int | str) -> Conditions | None:
-        return self._dp().directions[self.side(endpoint)].cond
+        return self._conditions[self.side(endpoint)]
 
     def stats(self, endpoint: int | str | None = None) -> dict[str, Any]:
         """Counters of one direction, or of both keyed by end label, with the backend and carrier."""
-        dp = self._dp()
+        raw = self._dp().stats()
+        dirs = raw["directions"]
         if endpoint is not None:
-            return {"backend": self.backend, "carrier": dp.carrier, **dp.stats(self.side(endpoint))}
-        return {"backend": self.backend, "carrier": dp.carrier,
-                "directions": {self.ends[i].label or str(i): dp.stats(i) for i in (0, 1)}}
+            return {"backend": self.backend, "carrier": raw["carrier"], **dirs[self.side(endpoint)]}
+        return {"backend": self.backend, "carrier": raw["carrier"], "pid": raw["pid"],
+                "directions": {self.ends[i].label or str(i): dirs[i] for i in (0, 1)}}
 
 
 class LinkEnd:
