@@ -53,6 +53,8 @@ TUNSETCARRIER = 0x400454E2
 _BATCH = 16
 _MAX_FRAME = 65536 + 64
 _MAX_MSG = 1 << 20
+#: the timer is armed this much before a time to send at most (its measured wake-up latency)
+_MAX_LEAD = 150_000
 
 
 def set_carrier(fd: int, on: bool) -> None:
@@ -88,6 +90,8 @@ class Datapath:
         self.carrier = True
         self.wakeups = 0
         self.timer = MonotonicTimer()
+        self.lead = 0  # ns: EWMA of how late the timer's wake-ups reach us
+        self.policy = "other"  # the process's scheduling policy (the worker sets it)
 
     # -- control ------------------------------------------------------------------
     def handle(self, req: dict[str, Any]) -> Any:
@@ -112,6 +116,7 @@ class Datapath:
                 st["dropped_write"] = self.write_errors[side]
                 out.append(st)
             return {"directions": out, "carrier": self.carrier, "wakeups": self.wakeups,
+                    "timer_lead_us": self.lead / 1000, "scheduling": self.policy,
                     "pid": os.getpid()}
         if op == "ping":
             return "pong"
@@ -137,6 +142,9 @@ class Datapath:
                     elif fd == fd1:
                         self._pump(1, now)
                     elif fd == timer.fd:
+                        if timer.deadline is not None:
+                            late = min(max(now - timer.deadline, 0), _MAX_LEAD)
+                            self.lead += (late - self.lead) >> 3
                         timer.clear()
                     elif not self._control(ctl):
                         return
@@ -195,10 +203,11 @@ class Datapath:
     def _release(self, now: int, *, arm: bool = True) -> None:
         d0, d1 = self.directions
         fd0, fd1 = self.fds
+        lead = self.lead
         while True:
-            for pkt in d0.release(now):
+            for pkt in d0.release(now, lead):
                 self._write(fd1, 0, pkt)
-            for pkt in d1.release(now):
+            for pkt in d1.release(now, lead):
                 self._write(fd0, 1, pkt)
             if not arm:
                 return
@@ -208,6 +217,6 @@ class Datapath:
                 self.timer.arm(None)
                 return
             now = time.monotonic_ns()
-            if nxt > now:
-                self.timer.arm(nxt)
+            if nxt > now + lead:
+                self.timer.arm(nxt - lead)
                 return

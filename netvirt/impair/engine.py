@@ -241,8 +241,12 @@ class Direction:
         if tts > self._last_tts:
             self._last_tts = tts
 
-    def release(self, now: int) -> list[bytes]:
-        """Every packet due at ``now``, in sending order (reordered ones first)."""
+    def release(self, now: int, lead: int = 0) -> list[bytes]:
+        """Every packet due at ``now + lead``, in sending order (reordered ones first).
+
+        ``lead`` is the driver's measured wake-up latency: what it releases up to
+        ``lead`` early reaches the wire on time, on average.
+        """
         out: list[bytes] = []
         c = self.counters
         delays = self._delays
@@ -253,7 +257,8 @@ class Direction:
             delays.append(now - arrival)
             out.append(pkt)
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        due = now + lead
+        while heap and heap[0][0] <= due:
             _tts, _seq, arrival, wire, pkt = heapq.heappop(heap)
             self._qbytes -= wire
             c.passed_bytes += wire

@@ -67,8 +67,9 @@ class ImpairedLink:
     backend = BACKEND
 
     def __init__(self, a: End, b: End, conditions: Mapping[int, Conditions | None] | None = None,
-                 *, alias: str = DEFAULT_ALIAS, name: str = "") -> None:
+                 *, alias: str = DEFAULT_ALIAS, name: str = "", realtime: bool = True) -> None:
         self.ends = (a, b)
+        self.realtime = realtime
         conds = conditions or {}
         self._initial = (conds.get(0), conds.get(1))
         self.alias = alias
@@ -94,7 +95,7 @@ class ImpairedLink:
                 await tap.netns.nl(functools.partial(set_txqlen, index=tap.ifindex, qlen=TAP_TXQLEN,
                                                      name=tap.name))
             fds = (self.taps[0].fileno(), self.taps[1].fileno())
-            self.datapath = DatapathProcess(fds, name=self.name)
+            self.datapath = DatapathProcess(fds, name=self.name, realtime=self.realtime)
             await asyncio.get_running_loop().run_in_executor(None, self.datapath.start)
             for side, cond in enumerate(self._initial):
                 if cond is not None:
@@ -196,6 +197,7 @@ class ImpairedLink:
         if endpoint is not None:
             return {"backend": self.backend, "carrier": raw["carrier"], **dirs[self.side(endpoint)]}
         return {"backend": self.backend, "carrier": raw["carrier"], "pid": raw["pid"],
+                "scheduling": raw["scheduling"],
                 "directions": {self.ends[i].label or str(i): dirs[i] for i in (0, 1)}}
 
 

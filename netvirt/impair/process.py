@@ -33,8 +33,9 @@ _TIMEOUT = 10.0
 class DatapathProcess:
     """A running datapath for two tap fds (which stay the caller's: it closes its copies)."""
 
-    def __init__(self, fds: tuple[int, int], *, name: str) -> None:
+    def __init__(self, fds: tuple[int, int], *, name: str, realtime: bool = True) -> None:
         self.fds = fds
+        self.realtime = realtime
         self.name = name
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -47,7 +48,8 @@ class DatapathProcess:
         try:
             code = (f"import sys; sys.path.insert(0, {_ROOT!r}); "
                     "from netvirt.impair._worker import main; sys.exit(main(sys.argv[1:]))")
-            args = [str(self.fds[0]), str(self.fds[1]), str(child.fileno()), str(os.getpid())]
+            args = [str(self.fds[0]), str(self.fds[1]), str(child.fileno()), str(os.getpid()),
+                    str(int(self.realtime))]
             self._proc = subprocess.Popen([sys.executable, "-c", code, *args],
                                           pass_fds=(*self.fds, child.fileno()),
                                           stdin=subprocess.DEVNULL, close_fds=True)

@@ -32,7 +32,7 @@ async def test_delay(pair: Pair) -> None:
     res = await probe(pair.a, pair.b, 50, interval=0.004)
     assert len(res.got) == 50
     d = sorted(res.delays_ms)
-    assert 19.9 <= d[0] and d[len(d) // 2] < 21.0 and d[-1] < 25, d
+    assert d[0] >= 19.9 and d[len(d) // 2] < 21.0 and d[int(len(d) * 0.9)] < 23, d
     st = pair.link.stats("a:eth0")
     assert st["conditions"] == {"delay": "20ms"} and 19.9 < st["delay_p50_ms"] < 20.5
     # the other direction is untouched
