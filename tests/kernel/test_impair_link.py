@@ -115,12 +115,17 @@ async def test_rate_limits_tcp(pair: Pair) -> None:
 
 async def test_mahimahi_trace(pair: Pair, tmp_path: Path) -> None:
     trace = tmp_path / "link.trace"
-    trace.write_text("".join(f"{ms}\n" for ms in range(1, 11)))  # one 1500 B slot per ms: 12 Mbit/s
+    # 10 ms of trace, wrapping: slots at 1, 2 and 10 ms (1500 B each): 3 frames per 10 ms
+    trace.write_text("1\n2\n10\n")
     await pair.link.impair(0, rate={"trace": str(trace)})
-    seconds, intact = await tcp_transfer(pair.a, pair.b, 1_500_000)
-    assert intact
-    achieved = 1_500_000 * 1514 / 1448 * 8 / seconds
-    assert 0.8 * 12e6 < achieved < 1.05 * 12e6, achieved
+    res = await probe(pair.a, pair.b, 60, size=1400, settle=0.4)  # one 1442 B frame per slot
+    assert len(res.got) == 60
+    arrivals = sorted(r for _s, _t, r in res.got)
+    span = (arrivals[-1] - arrivals[0]) / 1e6
+    assert 180 <= span <= 215, span  # 60 frames, 3 slots per 10 ms: 20 periods, minus the first's head
+    # the slots are used in their pattern: arrivals cluster 1 ms apart, then a gap of 8 ms
+    gaps = [(b - a) / 1e6 for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert sum(1 for g in gaps if g > 6) >= 15
 
 
 async def test_limit_bounds_the_queue(pair: Pair) -> None:
@@ -251,3 +256,54 @@ async def test_a_failed_create_leaves_nothing() -> None:
     finally:
         await a.close()
     assert os.path.exists("/dev/net/tun")
+
+
+async def test_throughput_sender_and_receiver(pair: Pair) -> None:
+    from netvirt.impair.throughput import measure_throughput
+
+    await pair.link.impair(0, rate="40mbit")
+    tcp = await measure_throughput(pair.a, pair.b, B_IP, 7200, proto="tcp", seconds=1.5)
+    goodput = 40e6 * 1448 / 1514  # a full frame per 1448-byte segment
+    assert 0.85 * goodput < tcp.bits_per_second < 1.03 * goodput, tcp.describe()
+    udp = await measure_throughput(pair.a, pair.b, B_IP, 7201, proto="udp", seconds=1.0,
+                                   rate=10_000_000)
+    assert udp.sent > 800 and udp.loss < 0.02, udp.describe()  # 10 Mbit/s fit in 40
+    await pair.link.impair(0, rate="5mbit", limit=50)
+    udp = await measure_throughput(pair.a, pair.b, B_IP, 7202, proto="udp", seconds=1.0,
+                                   rate=10_000_000)
+    assert 0.35 < udp.loss < 0.65, udp.describe()  # twice what the link carries
+    assert 0.8 * 5e6 < udp.bits_per_second * 1442 / 1400 < 1.1 * 5e6, udp.describe()
+
+
+async def test_control_socket_serves_link_commands(pair: Pair, tmp_path: Path) -> None:
+    from netvirt.errors import EnvironmentProblem, UsageError
+    from netvirt.impair.control import ControlServer, request
+
+    server = ControlServer(tmp_path / "control.sock", pair.link.end)
+    await server.start()
+    try:
+        def ask(**req: object) -> dict[str, object]:
+            return request(tmp_path, {"endpoint": "a:eth0", **req})  # type: ignore[no-any-return]
+
+        shown = await asyncio.to_thread(ask, op="show")
+        assert shown["carrier"] is True
+        await asyncio.to_thread(ask, op="set", keys={"delay": "30ms"})
+        res = await probe(pair.a, pair.b, 10, interval=0.002)
+        assert min(res.delays_ms) >= 29.9  # the command changed the real traffic
+        st = await asyncio.to_thread(ask, op="set", keys={"loss": "5%"}, both=True)
+        assert st["directions"]["b:eth0"]["conditions"] == {"loss": "5%"}
+        await asyncio.to_thread(ask, op="down")
+        info = await ip_link(pair.b, "eth0")
+        assert info is not None and "NO-CARRIER" in info["flags"]
+        await asyncio.to_thread(ask, op="up")
+        await asyncio.to_thread(ask, op="reset", both=True)
+        assert pair.link.stats(0)["conditions"] == {} and pair.link.carrier
+        with pytest.raises(UsageError, match="not an end"):
+            await asyncio.to_thread(request, tmp_path, {"endpoint": "c:eth9", "op": "show"})
+        with pytest.raises(UsageError, match="delay"):
+            await asyncio.to_thread(ask, op="set", keys={"delay": "soon"})
+    finally:
+        await server.aclose()
+    assert not (tmp_path / "control.sock").exists()
+    with pytest.raises(EnvironmentProblem, match="no process serves"):
+        request(tmp_path, {"endpoint": "a:eth0", "op": "show"})

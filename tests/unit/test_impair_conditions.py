@@ -138,3 +138,25 @@ def test_keyword_form_for_the_api() -> None:
 def test_idle_conditions() -> None:
     assert Conditions().idle and Conditions(limit=5, seed=3).idle
     assert not Conditions(delay=1).idle
+
+
+def test_bounds_of_the_measuring_steps() -> None:
+    from netvirt.impair.expect import parse_bound, parse_retry
+
+    b = parse_bound("40ms..44ms", "time")
+    assert b.holds(40e6) and b.holds(44e6) and not b.holds(44.1e6) and not b.holds(39e6)
+    assert parse_bound("60ms", "time").holds(59e6) and not parse_bound("60ms", "time").holds(61e6)
+    loss = parse_bound("<= 15%", "percent")
+    assert loss.holds(0.15) and not loss.holds(0.151)
+    assert not parse_bound("< 15%", "percent").holds(0.15)
+    rate = parse_bound("9mbit..11mbit", "rate")
+    assert rate.holds(10e6) and not rate.holds(12e6)
+    assert parse_bound("9mbit", "rate").holds(20e6) and not parse_bound("> 9mbit", "rate").holds(9e6)
+    for bad in ("44ms..40ms", "soon", "<= lots"):
+        with pytest.raises(ValueError):
+            parse_bound(bad, "time")
+    r = parse_retry({"for": "30s", "every": "0.5s"})
+    assert (r.for_ns, r.every_ns) == (30 * 10**9, 5 * 10**8)
+    assert parse_retry({"for": 2000}).every_ns == 5 * 10**8
+    with pytest.raises(ValueError):
+        parse_retry({"every": "1s"})
