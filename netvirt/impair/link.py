@@ -96,7 +96,8 @@ class ImpairedLink:
                                                      name=tap.name))
             fds = (self.taps[0].fileno(), self.taps[1].fileno())
             self.datapath = DatapathProcess(fds, name=self.name, realtime=self.realtime)
-            await asyncio.get_running_loop().run_in_executor(None, self.datapath.start)
+            self.datapath.spawn()
+            await asyncio.get_running_loop().run_in_executor(None, self.datapath.wait_ready)
             for side, cond in enumerate(self._initial):
                 if cond is not None:
                     self.datapath.configure(side, cond)

@@ -42,8 +42,12 @@ class DatapathProcess:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        """Spawn the worker and wait until it serves (blocking: call it off the event loop)."""
+    def spawn(self) -> None:
+        """Start the worker process; then :meth:`wait_ready` (blocking, off the event loop).
+
+        Call this on a thread that outlives the link (the event loop's): the worker's
+        ``PR_SET_PDEATHSIG`` fires when the *thread* that forked it exits.
+        """
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             code = (f"import sys; sys.path.insert(0, {_ROOT!r}); "
@@ -60,6 +64,8 @@ class DatapathProcess:
             child.close()
         parent.settimeout(_TIMEOUT)
         self._sock = parent
+
+    def wait_ready(self) -> None:
         self.pid = int(self._reply())
 
     def request(self, op: str, **args: Any) -> Any:

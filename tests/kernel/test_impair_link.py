@@ -307,3 +307,54 @@ async def test_control_socket_serves_link_commands(pair: Pair, tmp_path: Path) -
     assert not (tmp_path / "control.sock").exists()
     with pytest.raises(EnvironmentProblem, match="no process serves"):
         request(tmp_path, {"endpoint": "a:eth0", "op": "show"})
+
+
+CHILD = """
+import asyncio, sys
+from netvirt.impair import End, ImpairedLink
+from netvirt.netns import Namespace
+
+async def main(a_name, b_name):
+    a = await Namespace.create(a_name)
+    b = await Namespace.create(b_name)
+    link = ImpairedLink(End(a, "eth0", ["10.233.0.1/24"]), End(b, "eth0", ["10.233.0.2/24"]))
+    await link.create()
+    await link.impair(0, delay="10ms")
+    print(link.stats()["pid"], flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_sigkill_of_the_owner_leaves_no_datapath_and_no_taps() -> None:
+    import signal
+    import sys
+
+    from netvirt.netns import remove_netns
+    from tests.helpers import ROOT
+
+    names = (unique(), unique())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, *names, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        worker = int(line)
+        assert Path(f"/proc/{worker}").exists() and await ip_link(names[0], "eth0") is not None
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        for _ in range(100):  # the kernel kills the worker (PR_SET_PDEATHSIG); the taps go with it
+            if not Path(f"/proc/{worker}").exists() and await ip_link(names[0], "eth0") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert not Path(f"/proc/{worker}").exists()
+        for ns in names:
+            assert await ip_link(ns, "eth0") is None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for ns in names:
+            remove_netns(ns)
