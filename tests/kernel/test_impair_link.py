@@ -181,14 +181,15 @@ async def test_changing_conditions_under_load_loses_nothing(pair: Pair) -> None:
             else:
                 await link.reset(0, both=True)
             n += 1
-            await asyncio.sleep(0.03)
+            await asyncio.sleep(0.01)
         return n
 
     task = asyncio.create_task(churn())
-    _seconds, intact = await tcp_transfer(pair.a, pair.b, 30_000_000)
+    _seconds, intact = await tcp_transfer(pair.a, pair.b, 60_000_000)
     stop.set()
     changes = await task
-    assert intact and changes >= 5
+    assert intact
+    assert changes >= 3, f"the transfer ended after {changes} changes"
     for side in (0, 1):
         st = link.stats(side)
         assert st["dropped"] == 0 and st["dropped_write"] == 0
