@@ -1,4 +1,4 @@
-"""netvirt's benchmarks against the anchors of BASELINES.md (see BENCHMARKS.md).
+"""netvirt's benchmarks against their anchors (see BENCHMARKS.md).
 
 Each module runs on its own from the repository root, as root::
 

@@ -11,7 +11,7 @@ alternately, run by run (netvirt, ip-batch, [Mininet], netvirt, ...):
 * **netvirt**: ``netvirt.load("scenarios/s3b_star.py", {"n": N}).with_name(LAB)``
   in this process (loading not timed), then ``Topology.build()`` and
   ``Topology.teardown()`` timed separately, on uvloop.
-* **ip-batch**: the "batch" mode of BASELINES.md section 2 (bench/02_topo_shell.sh),
+* **ip-batch**: the "batch" mode of the shell anchor (bench/02_topo_shell.sh),
   reproduced here: N+2 ``ip`` processes run by a generated shell script (one
   root ``ip -batch`` with every ``netns add`` and each veth created with both
   ends already in place, one ``ip -n SW -batch`` for the bridge and its ports,
@@ -19,7 +19,7 @@ alternately, run by run (netvirt, ip-batch, [Mininet], netvirt, ...):
   anchor the files are written before the timer starts and the build time is
   taken inside the script ($EPOCHREALTIME). Teardown = one ``ip -batch`` of
   ``netns del`` for the N hosts and the switch.
-* **Mininet** (2.3, LinuxBridge, no controller; BASELINES.md section 3, bench/03_mininet.py)
+* **Mininet** (2.3, LinuxBridge, no controller, as bench/03_mininet.py)
   when ``/usr/bin/python3 -c "import mininet"`` works: one subprocess per run;
   build = ``Mininet(...)`` + ``net.start()``, teardown = ``net.stop()``.
 
@@ -69,7 +69,7 @@ def host_addr(i: int) -> str:
     return f"10.2.{hi}.{lo + 1}"
 
 
-# -- ip -batch (BASELINES.md section 2, "batch" mode) ---------------------
+# -- ip -batch (the shell anchor's "batch" mode) ---------------------------
 class ShellStar:
     """The ``ip -batch`` star: files generated up front, N+2 ``ip`` processes."""
 
@@ -157,7 +157,7 @@ async def netvirt_once(scenario: Any, lab: str, n: int) -> dict[str, Any]:
             "ping_ok": ok, "ping_tries": tries}
 
 
-# -- Mininet (BASELINES.md section 3, bench/03_mininet.py) ------------------
+# -- Mininet (as bench/03_mininet.py) ------------------------------------
 _MININET_CHILD = r"""
 import json, sys, time
 from mininet.log import setLogLevel

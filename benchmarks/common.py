@@ -1,6 +1,6 @@
 """Shared helpers of the benchmarks: options, statistics, result lines, names, settling.
 
-Output contract (the same as the anchor scripts of BASELINES.md, so figures
+Output contract (the same as the anchor scripts the figures are compared with, so figures
 can be read side by side)::
 
     RESULT <name>: median=1.234 min=1.200 max=1.300 s (n=3) runs=1.234 1.200 1.300

@@ -10,12 +10,12 @@ Three paths are up at the same time and measured alternately, run by run
   (``offload=True``: IFF_VNET_HDR + TUNSETOFFLOAD, or ``offload=False``), and a
   forwarder in this process: ``loop.add_reader`` on each tun's fd, whose
   callback drains up to 64 packets with the packet port's ``read_nowait(64)``
-  and writes each into the other tun with ``write_nowait`` (BASELINES.md
-  section 5, bench/05_tun_wire.py, there with raw fds). With offload the reads
+  and writes each into the other tun with ``write_nowait`` (the anchor
+  forwarder bench/05_tun_wire.py does it with raw fds). With offload the reads
   are GSO super-packets of up to 64 KiB, each with its 10-byte virtio_net_hdr,
-  written as they are into the other tun (PLATFORM.md section 2).
+  written as they are into the other tun.
 * **veth**: the anchor, a kernel veth pair between two namespaces made with
-  ``ip`` (BASELINES.md section 1, bench/01_kernel_ceiling.sh).
+  ``ip`` (as bench/01_kernel_ceiling.sh does).
 
 All MTUs are 1500. One run = ``iperf3 -s -1`` in the second namespace,
 ``iperf3 -c ... -t SECONDS -J`` in the first (both via ``ip netns exec``);

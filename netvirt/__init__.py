@@ -22,19 +22,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
+    "Device",
     "EnvironmentProblem",
     "KernelError",
     "NameTakenError",
     "Namespace",
     "NetvirtError",
     "NoSuchObjectError",
+    "Node",
     "NotRootError",
     "PacketPort",
     "Scenario",
     "ScenarioError",
+    "StepFailed",
     "StepResult",
     "Topology",
     "UnsupportedError",
@@ -48,13 +51,15 @@ __all__ = [
 _LAZY = {
     "Namespace": "netvirt.netns",
     "PacketPort": "netvirt.packetio",
-    "Scenario": "netvirt.topology.model",
-    "load": "netvirt.topology.loader",
-    "load_text": "netvirt.topology.loader",
+    "Scenario": "netvirt.scenario.model",
+    "load": "netvirt.scenario.loader",
+    "load_text": "netvirt.scenario.loader",
+    "Node": "netvirt.topology.node",
+    "Device": "netvirt.devices.base",
     "Topology": "netvirt.topology.builder",
     "StepResult": "netvirt.topology.steps",
     "run_steps": "netvirt.topology.steps",
-    "ping": "netvirt.topology.steps",
+    "ping": "netvirt.topology.probes",
 }
 
 from netvirt.errors import (  # noqa: E402  (cheap: no third-party imports)
@@ -65,17 +70,21 @@ from netvirt.errors import (  # noqa: E402  (cheap: no third-party imports)
     NoSuchObjectError,
     NotRootError,
     ScenarioError,
+    StepFailed,
     UnsupportedError,
     UsageError,
 )
 
 if TYPE_CHECKING:
+    from netvirt.devices.base import Device
     from netvirt.netns import Namespace
     from netvirt.packetio import PacketPort
+    from netvirt.scenario.loader import load, load_text
+    from netvirt.scenario.model import Scenario
     from netvirt.topology.builder import Topology
-    from netvirt.topology.loader import load, load_text
-    from netvirt.topology.model import Scenario
-    from netvirt.topology.steps import StepResult, ping, run_steps
+    from netvirt.topology.node import Node
+    from netvirt.topology.probes import ping
+    from netvirt.topology.steps import StepResult, run_steps
 
 
 def __getattr__(name: str) -> Any:

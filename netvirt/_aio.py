@@ -35,7 +35,7 @@ async def complete(aw: Awaitable[T]) -> T:
 async def unwind(first: BaseException, cleanup: Awaitable[object]) -> None:
     """Run ``cleanup`` after ``first`` failed, to its end; the caller then re-raises ``first``.
 
-    The first error is what the user must see (STYLE.md): a failure of the
+    The first error is what the user must see: a failure of the
     cleanup becomes a note on it instead of replacing it.
     """
     try:

@@ -1,10 +1,11 @@
 """The one error tree of netvirt.
 
 Every error a user can meet derives from :class:`NetvirtError` and carries the
-process exit code the CLI uses for it (SPEC.md section 3)::
+process exit code the CLI uses for it (README, "The command line")::
 
     NetvirtError                      exit 1 unless a subclass says otherwise
     ├── UsageError                    exit 2  bad command line
+    │   └── ClosedResourceError               use of a closed namespace or device (also a RuntimeError)
     ├── ScenarioError                 exit 2  bad scenario file (all problems at once)
     ├── EnvironmentProblem            exit 3  the machine cannot do what was asked
     │   ├── NotRootError                      not running as root
@@ -14,18 +15,20 @@ process exit code the CLI uses for it (SPEC.md section 3)::
     │   └── NoSuchObjectError                 ENOENT/ENODEV: namespace or link missing
     └── StepFailed                    exit 1  a scenario check failed
 
-Netlink errors are translated into this tree in ``netvirt._netlink`` (the
-seam), ioctl errors through its ``translate()`` helper; the few other places
-that turn an ``OSError`` into a netvirt error (namespace mounts, sysctls, the
-capture socket, program sockets) add what only they know: the path or key.
+Netlink and OS errors are translated into this tree at one place,
+``netvirt._netlink.errors`` (``translate()`` / ``to_netvirt()``): netlink answers,
+tun/tap ioctls, namespace mounts and sysctls go through it. The few messages
+written elsewhere (a capture socket, a program's socket or file) say what only
+their caller knows: the interface, the path.
 """
 
 from __future__ import annotations
 
 import errno as _errno
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
+    "ClosedResourceError",
     "EnvironmentProblem",
     "KernelError",
     "NameTakenError",
@@ -50,9 +53,15 @@ class UsageError(NetvirtError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a scenario: where (key path, file line) and what."""
+class ClosedResourceError(UsageError, RuntimeError):
+    """A namespace (or device) used after it was closed: a bug in the calling code."""
+
+
+class Problem(NamedTuple):
+    """One thing wrong in a scenario: where (key path, file line) and what.
+
+    A NamedTuple, not a dataclass: ``import netvirt`` (and so ``--help``) stays free of
+    ``dataclasses`` and ``inspect``."""
 
     path: str
     message: str

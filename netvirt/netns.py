@@ -12,7 +12,7 @@ namespace once per burst of calls and returns to the process's own
 namespace afterwards. Creating a namespace is such a call: ``unshare`` then a
 bind mount of ``/proc/thread-self/ns/net`` on ``/run/netns/NAME``, exactly
 what ``ip netns add`` does, without a fork and without a thread of its own.
-The event loop's thread never switches namespace (STYLE.md); the fds the
+The event loop's thread never switches namespace; the fds the
 calls return are driven from it.
 
 Each namespace opens a raw rtnetlink socket inside it for a burst of calls
@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from netvirt import _sys
 from netvirt._aio import complete, unwind
-from netvirt.errors import KernelError, NameTakenError, NoSuchObjectError, NotRootError
+from netvirt._netlink.errors import to_netvirt, translate
+from netvirt.errors import ClosedResourceError, NameTakenError, NoSuchObjectError, NotRootError
 
 if TYPE_CHECKING:
     from netvirt._netlink import Netlink, Rtnl
@@ -248,11 +249,9 @@ class Namespace:
 
     def _create_here(self) -> None:
         assert self.name is not None
-        try:
+        with translate(f"prepare {NETNS_DIR}", netns=self.name,
+                       hint="is this a container without mount rights?"):
             _prepare_netns_dir()
-        except OSError as exc:
-            raise KernelError(exc.errno or 0, f"prepare {NETNS_DIR}", netns=self.name,
-                              detail=f"{exc.strerror} (is this a container without mount rights?)") from exc
         path = netns_path(self.name)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
@@ -265,16 +264,17 @@ class Namespace:
         os.close(fd)
         self._made = True
         try:
-            _sys.unshare_net()
-            _sys.mount("/proc/thread-self/ns/net", path, "none", _sys.MS_BIND)
-        except OSError as exc:
+            with translate("create namespace", netns=self.name):
+                _sys.unshare_net()
+                _sys.mount("/proc/thread-self/ns/net", path, "none", _sys.MS_BIND)
+        except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             self._made = False
-            raise KernelError(exc.errno or 0, "create namespace", netns=self.name) from exc
+            raise
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        from netvirt import _nlmsg
         from netvirt._netlink import Req
+        from netvirt._netlink import encode as _nlmsg
 
         self.rtnl.request([Req(_nlmsg.set_link(ifname="lo", up=True), "set lo up", "lo")])
 
@@ -282,10 +282,11 @@ class Namespace:
         path = netns_path(self.name) if self.name else _HOST_NS_PATH
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _sys.setns(fd)
-        except OSError as exc:
+            with translate("enter namespace", netns=self.name):
+                _sys.setns(fd)
+        except BaseException:
             os.close(fd)
-            raise KernelError(exc.errno or 0, "enter namespace", netns=self.name) from exc
+            raise
         self._fd = fd
 
     # -- running things inside -------------------------------------------
@@ -298,7 +299,7 @@ class Namespace:
         made (fds, links) that no one will ever receive.
         """
         if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
+            raise ClosedResourceError(f"{self!r} is closed")
         fut = self._strand.submit(lambda: fn(*args))
         try:
             return await asyncio.wrap_future(fut)
@@ -318,7 +319,7 @@ class Namespace:
         """
         if self._rtnl is None:
             if self._fd < 0:
-                raise RuntimeError(f"{self!r} is not open")
+                raise ClosedResourceError(f"{self!r} is not open")
             from netvirt._netlink import Rtnl
 
             self._rtnl = Rtnl(self.name)
@@ -345,7 +346,7 @@ class Namespace:
     def fileno(self) -> int:
         """An fd on this namespace (for ``IFLA_NET_NS_FD``); valid until close()."""
         if self._fd < 0:
-            raise RuntimeError(f"{self!r} is not open")
+            raise ClosedResourceError(f"{self!r} is not open")
         return self._fd
 
     async def socket(self, family: int, type: int, proto: int = 0) -> socket.socket:
@@ -363,15 +364,12 @@ class Namespace:
         path = "/proc/sys/" + key.replace(".", "/")
 
         def rw() -> str:
-            try:
+            with translate(f"sysctl {key}", netns=self.name):
                 if value is not None:
                     with open(path, "w") as f:
                         f.write(str(value))
                 with open(path) as f:
                     return f.read().strip()
-            except OSError as exc:
-                raise KernelError(exc.errno or 0, f"sysctl {key}", netns=self.name,
-                                  detail=exc.strerror) from exc
 
         return await self.call(rw)
 
@@ -429,7 +427,7 @@ def remove_netns(name: str) -> bool:
         if exc.errno == errno.ENOENT:
             return False
         if exc.errno != errno.EINVAL:  # EINVAL: a plain file, not mounted
-            raise KernelError(exc.errno or 0, "delete namespace", netns=name) from exc
+            raise to_netvirt(exc.errno or 0, "delete namespace", None, name, exc.strerror) from exc
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return True

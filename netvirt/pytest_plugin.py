@@ -56,7 +56,7 @@ if pytest_asyncio is not None:
 
     @pytest_asyncio.fixture
     async def netvirt_lab() -> AsyncIterator[LabFactory]:
-        from netvirt.topology import Scenario, load
+        from netvirt.scenario import Scenario, load
         from netvirt.topology.builder import Topology
 
         _need_root()

@@ -1,5 +1,10 @@
 """Shared test setup: every async test runs on asyncio AND uvloop; nothing may leak.
 
+Layout: ``tests/unit/`` holds pure tests (no root, no kernel objects: ``.ci/run``
+runs them as an unprivileged user), ``tests/kernel/`` the real-kernel tests, all of
+which are marked ``root`` here at collection. A test in ``tests/unit/`` that asks
+for ``root`` is a collection error.
+
 Real-kernel tests name what they create with ``unique()`` (``nvt``, a tag of
 this process, random hex) and are marked ``root``. The autouse fixture
 ``no_leaks`` records this process's namespaces, fds and root-namespace links
@@ -13,6 +18,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -48,10 +54,16 @@ def _host_links() -> set[str]:
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line}
 
 
-def _leftover_threads() -> list[str]:
-    import threading
+_HERE = Path(__file__).resolve().parent
 
-    return [t.name for t in threading.enumerate() if t.name.startswith("netns-")]
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = Path(str(item.path)).resolve()
+        if where.is_relative_to(_HERE / "kernel"):
+            item.add_marker(pytest.mark.root)
+        elif where.is_relative_to(_HERE / "unit") and item.get_closest_marker("root") is not None:
+            raise pytest.UsageError(f"{item.nodeid}: a unit test may not need root: move it to tests/kernel/")
 
 
 @pytest.fixture(autouse=True)

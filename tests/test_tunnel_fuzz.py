@@ -46,7 +46,7 @@ import pytest
 import netvirt
 from netvirt.packets import checksum
 from tests.conftest import unique
-from tests.helpers import SCENARIOS, assert_lab_gone
+from tests.kernel.helpers import SCENARIOS, assert_lab_gone
 
 pytestmark = pytest.mark.root
 

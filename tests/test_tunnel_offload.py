@@ -27,8 +27,8 @@ from netvirt import gso as G
 from netvirt import packets as P
 from netvirt.programs import UdpTunnel
 from tests.conftest import unique
-from tests.helpers import ROOT
-from tests.test_programs import FakeDevice, context, free_udp_port, running, until
+from tests.kernel.helpers import ROOT
+from tests.unit.test_programs import FakeDevice, context, free_udp_port, running, until
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 

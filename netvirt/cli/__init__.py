@@ -1,4 +1,4 @@
-"""``python -m netvirt VERB``: the command line (SPEC.md section 3).
+"""``python -m netvirt VERB``: the command line (README, "The command line").
 
 Imports stay lazy: ``--help`` and ``validate`` must not pay for pyroute2,
 uvloop or scapy. Exit codes: 0 ok, 1 a step failed, 2 bad scenario or usage,

@@ -1,27 +1,30 @@
-"""The CLI verbs. Each returns the process exit code."""
+"""The CLI verbs that need no event loop (validate, graph, exec) and the dispatch. Each
+verb returns the process exit code; the work is library code (``netvirt.scenario``,
+``netvirt.topology``)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from netvirt._aio import complete
-from netvirt.cli import EXIT_INTERRUPTED, output
 from netvirt.errors import EnvironmentProblem, NoSuchObjectError, UsageError
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    """Run one verb. Those that need an event loop live in ``live.py``, imported only for them."""
+    light: dict[str, Callable[[argparse.Namespace], int]] = {
+        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec,
+    }
+    if args.verb in light:
+        return light[args.verb](args)
+    from netvirt.cli import live
+
     verbs: dict[str, Callable[[argparse.Namespace], int]] = {
-        "validate": cmd_validate, "graph": cmd_graph, "run": cmd_run, "up": cmd_up,
-        "down": cmd_down, "status": cmd_status, "exec": cmd_exec, "capture": cmd_capture,
+        "run": live.cmd_run, "up": live.cmd_up, "down": live.cmd_down, "status": live.cmd_status,
+        "capture": live.cmd_capture,
     }
     return verbs[args.verb](args)
 
@@ -38,7 +41,7 @@ def _params(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from netvirt.topology import load
+    from netvirt.scenario import load
 
     scenario = load(args.file, _params(args) or None)
     if getattr(args, "name", None):
@@ -46,52 +49,13 @@ def _load(args: argparse.Namespace) -> Any:
     return scenario
 
 
-class _Signals:
-    """SIGINT/SIGTERM cancel the main task once; later signals are ignored so teardown finishes."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-
-    def install(self, task: asyncio.Task[Any]) -> None:
-        loop = asyncio.get_running_loop()
-
-        def handler(sig: int) -> None:
-            if self.received is None:
-                self.received = sig
-                task.cancel()
-            else:
-                print("netvirt: tearing down, please wait", file=sys.stderr)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, handler, sig)
-
-
-def _run_async(args: argparse.Namespace, fn: Callable[[_Signals], Awaitable[int]]) -> int:
-    sigs = _Signals()
-
-    async def main() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        sigs.install(task)
-        try:
-            return await fn(sigs)
-        except asyncio.CancelledError:
-            if sigs.received is not None:
-                return EXIT_INTERRUPTED
-            raise
-
-    if args.loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(main())
-    return asyncio.run(main())
-
-
 # -- validate / graph ----------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     s = _load(args)
     n_if = sum(len(n.interfaces) for n in s.nodes.values())
     if args.json:
+        import json
+
         print(json.dumps({"ok": True, "name": s.name, "nodes": len(s.nodes), "interfaces": n_if,
                           "links": len(s.links), "steps": len(s.steps)}))
     else:
@@ -101,178 +65,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from netvirt.topology.graph import render
+    from netvirt.scenario.graph import render
 
     render(_load(args), args.output)
     print(f"wrote {args.output}")
     return 0
 
 
-# -- run / up --------------------------------------------------------------
-async def _publish(topo: Any) -> None:
-    while True:
-        topo.publish_counters()
-        await asyncio.sleep(1.0)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    scenario = _load(args)
-    from netvirt.topology.builder import Topology
-    from netvirt.topology.steps import run_steps
-
-    async def go(sigs: _Signals) -> int:
-        progress = output.Progress(enabled=not args.json)
-        topo = Topology(scenario, progress=progress)
-        t0 = time.perf_counter()
-        results: list[Any] = []
-        build_s = teardown_s = 0.0
-        try:
-            try:
-                await topo.build()
-            finally:
-                progress.done()
-            build_s = time.perf_counter() - t0
-            if not args.json:
-                output.built_line(topo, build_s)
-            results = await run_steps(topo, on_result=None if args.json else output.step_line)
-            if args.keep:
-                try:
-                    await _stay_up(topo)
-                except asyncio.CancelledError:
-                    if sigs.received is None:
-                        raise
-                    # Ctrl-C or SIGTERM is how a kept lab ends: report the steps' verdict
-                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                    sigs.received = None
-        finally:
-            t1 = time.perf_counter()
-            await complete(topo.teardown())
-            teardown_s = time.perf_counter() - t1
-        ok = all(r.ok for r in results)
-        if args.json:
-            print(json.dumps({"lab": topo.lab, "ok": ok, "build_seconds": round(build_s, 4),
-                              "teardown_seconds": round(teardown_s, 4),
-                              "steps": [r.as_dict() for r in results]}, indent=1))
-        else:
-            output.summary(results, teardown_s)
-        return 0 if ok else 1
-
-    return _run_async(args, go)
-
-
-async def _stay_up(topo: Any) -> None:
-    topo.mark_ready()
-    print(f"lab {topo.lab} is up; Ctrl-C or 'netvirt down {topo.lab}' tears it down", file=sys.stderr)
-    await _publish(topo)
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    if args.detach:
-        return _detach(args)
-    scenario = _load(args)
-    from netvirt.topology.builder import Topology
-
-    async def go(sigs: _Signals) -> int:
-        progress = output.Progress()
-        topo = Topology(scenario, progress=progress)
-        built = False
-        try:
-            t0 = time.perf_counter()
-            try:
-                await topo.build()
-            finally:
-                progress.done()
-            built = True
-            output.built_line(topo, time.perf_counter() - t0)
-            await _stay_up(topo)
-        except asyncio.CancelledError:
-            if sigs.received is None or not built:
-                raise  # interrupted before the lab was up: exit 130
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-        finally:
-            await complete(topo.teardown())
-            print(f"lab {topo.lab} torn down", file=sys.stderr)
-        return 0  # Ctrl-C / SIGTERM is the normal end of 'up'
-
-    return _run_async(args, go)
-
-
-def _detach(args: argparse.Namespace) -> int:
-    """Start ``up`` in a new session and return once the lab is built."""
-    scenario = _load(args)  # report scenario errors here, in the foreground
-    from netvirt.netns import require_root
-    from netvirt.topology.state import STATE_ROOT, read_info
-
-    require_root("netvirt up")
-    argv = [sys.executable, "-m", "netvirt", "--loop", args.loop, "up", args.file,
-            *(f"--param={p}" for p in args.param)] + (["--name", args.name] if args.name else [])
-    STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    log = STATE_ROOT / f".{scenario.name}.up.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                start_new_session=True)
-    try:
-        while True:
-            info = read_info(scenario.name)
-            if info.get("ready") and info.get("pid") == proc.pid:
-                print(f"lab {scenario.name} is up (pid {proc.pid}); 'netvirt down {scenario.name}' "
-                      "tears it down")
-                return 0
-            code = proc.poll()
-            if code is not None:
-                sys.stderr.write(log.read_text(errors="replace"))
-                return code or 1
-            time.sleep(0.05)
-    finally:
-        log.unlink(missing_ok=True)
-
-
-# -- down / status ----------------------------------------------------------
-def cmd_down(args: argparse.Namespace) -> int:
-    from netvirt.netns import require_root
-    from netvirt.topology.down import down_lab
-
-    require_root("netvirt down")
-
-    async def go(sigs: _Signals) -> int:
-        code = 0
-        for name in args.name:
-            rep = await down_lab(name)
-            if not rep.found:
-                print(f"netvirt: error: no lab named {name!r} (see 'netvirt status')", file=sys.stderr)
-                code = 3
-                continue
-            if args.json:
-                print(json.dumps(rep.__dict__))
-            else:
-                output.down_line(rep)
-        return code
-
-    return _run_async(args, go)
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from netvirt.cli.status import collect
-
-    async def go(sigs: _Signals) -> int:
-        labs = await collect(args.name)
-        if args.json:
-            print(json.dumps(labs, indent=1))
-        else:
-            output.status(labs)
-        if args.name and not labs:
-            print(f"netvirt: error: no lab named {args.name!r}", file=sys.stderr)
-            return 3
-        return 0
-
-    return _run_async(args, go)
-
-
 # -- exec / capture ----------------------------------------------------------
 def _node_netns(lab: str, node: str) -> str | None:
     from netvirt.netns import netns_exists
-    from netvirt.topology.builder import netns_name
-    from netvirt.topology.state import read_info
+    from netvirt.scenario.model import netns_name
+    from netvirt.topology.journal import read_info
 
     info = read_info(lab)
     if not info:
@@ -299,17 +103,3 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return 127  # pragma: no cover
 
 
-def cmd_capture(args: argparse.Namespace) -> int:
-    ns = _node_netns(args.name, args.node)
-    from netvirt.cli.capture import capture
-
-    async def go(sigs: _Signals) -> int:
-        done = await capture(ns, args.ifname, args.write, count=args.count, seconds=args.seconds)
-        print(f"captured {done.packets} packets to {args.write}", file=sys.stderr)
-        if done.ended == "gone":
-            raise EnvironmentProblem(f"capture stopped: interface {args.ifname!r} of node "
-                                     f"{args.node!r} is gone (lab {args.name!r} torn down?)")
-        return 0
-
-    code = _run_async(args, go)
-    return 0 if code == EXIT_INTERRUPTED else code

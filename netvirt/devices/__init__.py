@@ -1,8 +1,9 @@
-"""Async drivers, one module per kind, registered in one explicit table.
+"""Async drivers, one module per kind; the table of kinds is ``netvirt.kinds``.
 
 Each is an async context manager usable on its own in any namespace::
 
-    async with Namespace.create("demo") as ns, Tun("tun0", netns=ns, addresses=["10.0.0.1/24"]) as tun:
+    async with await Namespace.create("demo") as ns, \
+            Tun("tun0", netns=ns, addresses=["10.0.0.1/24"]) as tun:
         packet = await tun.read()
 """
 
@@ -13,14 +14,4 @@ from netvirt.devices.macvtap import Macvtap
 from netvirt.devices.tun import Tap, Tun
 from netvirt.devices.veth import Veth, VethPeer
 
-#: kind name (as in scenario files) -> driver class
-KINDS: dict[str, type[Device]] = {
-    "bridge": Bridge,
-    "macvlan": Macvlan,
-    "macvtap": Macvtap,
-    "tap": Tap,
-    "tun": Tun,
-    "veth": Veth,
-}
-
-__all__ = ["KINDS", "Bridge", "Device", "Macvlan", "Macvtap", "Tap", "Tun", "Veth", "VethPeer"]
+__all__ = ["Bridge", "Device", "Macvlan", "Macvtap", "Tap", "Tun", "Veth", "VethPeer"]

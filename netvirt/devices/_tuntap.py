@@ -1,4 +1,4 @@
-"""TUN/TAP ioctls (linux/if_tun.h, x86-64 values in PLATFORM.md section 2).
+"""TUN/TAP ioctls (values of linux/if_tun.h on x86-64 and arm64).
 
 Theory of operation: a tun/tap netdev exists as long as a queue fd is
 attached, unless TUNSETPERSIST made it persistent. ``TUNSETIFF`` creates the

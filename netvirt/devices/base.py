@@ -15,18 +15,21 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Iterable
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from netvirt import _nlmsg
 from netvirt._aio import complete, unwind
-from netvirt._netlink import LinkInfo, Netlink, Req
+from netvirt._netlink import LinkFields, LinkInfo, Netlink, Req
+from netvirt._netlink import encode as _nlmsg
 from netvirt.errors import UsageError
+from netvirt.kinds import ifname_problem
 from netvirt.netns import Namespace
+
+if TYPE_CHECKING:
+    from netvirt.scenario.model import InterfaceSpec
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 NetnsArg = Namespace | str | None
 DEFAULT_ALIAS = "netvirt"
-IFNAMSIZ = 16
 
 
 #: Explicit ifindexes come from a high range that automatic numbering never reaches.
@@ -51,11 +54,9 @@ def fresh_ifindex() -> int:
 
 def check_ifname(name: str) -> str:
     """Return ``name`` if the kernel would accept it as an interface name."""
-    raw = name.encode()
-    if not raw or len(raw) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name) or name in (".", ".."):
-        raise UsageError(
-            f"invalid interface name {name!r}: 1-15 bytes, no '/', no whitespace"
-        )
+    problem = ifname_problem(name)
+    if problem:
+        raise UsageError(f"invalid interface name {name!r}: it {problem}")
     return name
 
 
@@ -174,6 +175,12 @@ class Device:
     def _release_fds(self) -> None:
         """Hook: close packet fds (tun, tap, macvtap)."""
 
+    @classmethod
+    def from_spec(cls, spec: InterfaceSpec, **common: Any) -> Self:
+        """The driver for a scenario's interface; ``common`` holds the builder's netns,
+        addresses, mtu, mac, up, master and alias (and, for a child kind, parent_netns)."""
+        return cls(spec.name, **common)
+
     async def __aenter__(self) -> Self:
         return await self.create()
 
@@ -181,13 +188,13 @@ class Device:
         await self.aclose()
 
     # -- configuration (all on the namespace's worker thread) ---------------
-    def _link_attrs(self) -> dict[str, Any]:
+    def _link_attrs(self) -> LinkFields:
         """Attributes that can go into the creating RTM_NEWLINK itself."""
-        attrs: dict[str, Any] = {"ifalias": self.alias}
+        attrs: LinkFields = {"alias": self.alias}
         if self.mtu:
             attrs["mtu"] = self.mtu
         if self.mac:
-            attrs["address"] = self.mac
+            attrs["mac"] = self.mac
         return attrs
 
     def _config_reqs(self, nl: Netlink, index: int, done: frozenset[str] = frozenset()) -> list[Req]:
@@ -198,7 +205,7 @@ class Device:
         ignores IFLA_IFALIAS in a creating RTM_NEWLINK. addrgenmode goes before
         "up" (once up, the kernel has made the link-local address).
         """
-        attrs: dict[str, Any] = {}
+        attrs: LinkFields = {}
         if self.alias:
             attrs["alias"] = self.alias
         if self.mtu and "mtu" not in done:
@@ -229,7 +236,7 @@ class Device:
 
     async def set_up(self, up: bool = True) -> None:
         index = self.ifindex
-        await self.netns.nl(lambda nl: nl.link_set(index, state="up" if up else "down"))
+        await self.netns.nl(lambda nl: nl.link_set(index, up=up))
 
     async def set_down(self) -> None:
         await self.set_up(False)
@@ -241,7 +248,7 @@ class Device:
 
     async def set_mac(self, mac: str) -> None:
         index = self.ifindex
-        await self.netns.nl(lambda nl: nl.link_set(index, address=mac))
+        await self.netns.nl(lambda nl: nl.link_set(index, mac=mac))
         self.mac = mac.lower()
 
     async def add_address(self, address: str | IPInterface) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
-from netvirt._netlink import FdbEntry, Netlink
+from netvirt._netlink import FdbEntry, Netlink, encode
 from netvirt.devices.base import Device
+
+if TYPE_CHECKING:
+    from netvirt.scenario.model import InterfaceSpec
 
 
 class Bridge(Device):
@@ -27,19 +30,24 @@ class Bridge(Device):
         self.ageing_time = ageing_time
         self.forward_delay = forward_delay
 
-    def _bridge_attrs(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"br_stp_state": int(self.stp)}
-        if self.ageing_time is not None:  # the kernel counts centiseconds
-            attrs["br_ageing_time"] = int(self.ageing_time * 100)
-        if self.forward_delay is not None:
-            attrs["br_forward_delay"] = int(self.forward_delay * 100)
-        return attrs
+    @classmethod
+    def from_spec(cls, spec: InterfaceSpec, **common: Any) -> Self:
+        return cls(spec.name, stp=spec.stp, ageing_time=spec.ageing_time,
+                   forward_delay=spec.forward_delay, **common)
+
+    def _bridge_data(self) -> bytes:
+        """IFLA_INFO_DATA of the bridge (the kernel counts centiseconds)."""
+        return encode.bridge_data(
+            stp=self.stp,
+            ageing_cs=None if self.ageing_time is None else int(self.ageing_time * 100),
+            forward_delay_cs=None if self.forward_delay is None else int(self.forward_delay * 100))
 
     async def _create_link(self) -> None:
-        attrs = {**self._link_attrs(), **self._bridge_attrs()}
+        attrs = self._link_attrs()
+        data = self._bridge_data()
 
         def add(nl: Netlink) -> int:
-            index = nl.link_add(self.name, "bridge", **attrs)
+            index = nl.link_add(self.name, "bridge", data=data, **attrs)
             self.ifindex = index
             self._created = True  # exists now: a configuration failure must delete it
             self._configure(nl, index)
@@ -55,9 +63,9 @@ class Bridge(Device):
             self.ageing_time = ageing_time
         if forward_delay is not None:
             self.forward_delay = forward_delay
-        attrs = self._bridge_attrs()
+        data = self._bridge_data()
         index = self.ifindex
-        await self.netns.nl(lambda nl: nl.link_set(index, kind="bridge", **attrs))
+        await self.netns.nl(lambda nl: nl.link_set(index, kind="bridge", data=data))
 
     async def attach(self, port: Device | str) -> None:
         """Make ``port`` (a device or an interface name in this namespace) a bridge port."""

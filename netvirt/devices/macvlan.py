@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
-from netvirt import _nlmsg
 from netvirt._netlink import Netlink
+from netvirt._netlink import encode as _nlmsg
 from netvirt.devices.base import Device, NetnsArg, fresh_ifindex, resolve_netns
 from netvirt.errors import UsageError
+from netvirt.kinds import MACVLAN_MODES
 from netvirt.netns import Namespace
 
-MODES = tuple(_nlmsg.MACVLAN_MODES)
+if TYPE_CHECKING:
+    from netvirt.scenario.model import InterfaceSpec
+
+MODES = tuple(MACVLAN_MODES)
 
 
 class Macvlan(Device):
@@ -29,8 +33,13 @@ class Macvlan(Device):
         self._parent_ns: Namespace | None = None
         self._own_parent_handle = False
 
-    def _extra_attrs(self) -> dict[str, Any]:
-        return {"index": fresh_ifindex()}  # never equal to the parent's (see fresh_ifindex)
+    @classmethod
+    def from_spec(cls, spec: InterfaceSpec, **common: Any) -> Self:
+        assert spec.parent is not None  # validation requires it
+        return cls(spec.name, parent=spec.parent.ifname, mode=spec.mode, **common)
+
+    def _new_index(self) -> int:
+        return fresh_ifindex()  # never equal to the parent's (see fresh_ifindex)
 
     async def _create_link(self) -> None:
         ns = self.netns
@@ -40,15 +49,16 @@ class Macvlan(Device):
             else:
                 self._parent_ns, self._own_parent_handle = await resolve_netns(self._parent_netns_arg)
         pns = self._parent_ns
-        attrs: dict[str, Any] = {**self._link_attrs(), **self._extra_attrs(),
-                                 f"{self.kind}_mode": self.mode}
+        attrs = self._link_attrs()
+        new_index = self._new_index()
+        data = _nlmsg.macvlan_data(self.mode)
         moved = pns is not ns and pns.name != ns.name
         if moved:
-            attrs["net_ns_fd"] = ns.fileno()
+            attrs["ns_fd"] = ns.fileno()
 
         def add(nl: Netlink) -> int:
             attrs["link"] = nl.ifindex(self.parent)
-            return nl.link_add(self.name, self.kind, **attrs)
+            return nl.link_add(self.name, self.kind, index=new_index, data=data, **attrs)
 
         def orphan(nl: Netlink, index: int) -> None:
             if index:  # not moved: it is in the parent's namespace, which is this thread's

@@ -1,6 +1,6 @@
 """macvtap: a macvlan whose frames a program reads and writes on /dev/tapN.
 
-Theory of operation (PLATFORM.md section 3): the kernel names the character
+Theory of operation: the kernel names the character
 device ``/dev/tap<ifindex>``, and /dev is global while ifindexes are per
 namespace. A macvtap created inside a namespace with a small ifindex can
 collide with one in another namespace: only one of them gets the node. We
@@ -42,8 +42,8 @@ class Macvtap(PacketQueues, Macvlan):
         self.queues: list[PacketPort] = []
         self._index = _free_index()
 
-    def _extra_attrs(self) -> dict[str, Any]:
-        return {"index": self._index}
+    def _new_index(self) -> int:
+        return self._index
 
     @property
     def chardev(self) -> str:

@@ -9,12 +9,15 @@ qemu: netvirt then closes its fds and deletes the device by netlink.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from netvirt._netlink import Netlink
 from netvirt.devices import _tuntap
 from netvirt.devices.base import Device
 from netvirt.packetio import Framing, PacketPort, PacketQueues
+
+if TYPE_CHECKING:
+    from netvirt.scenario.model import InterfaceSpec
 
 
 class Tun(PacketQueues, Device):
@@ -46,6 +49,11 @@ class Tun(PacketQueues, Device):
         self.owner = owner
         self.group = group
         self.queues: list[PacketPort] = []
+
+    @classmethod
+    def from_spec(cls, spec: InterfaceSpec, **common: Any) -> Self:
+        return cls(spec.name, queues=spec.queues, offload=spec.offload, persist=spec.persist,
+                   owner=spec.owner, group=spec.group, **common)
 
     async def _create_link(self) -> None:
         ns = self.netns

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from netvirt import _nlmsg
 from netvirt._netlink import Netlink, Req
+from netvirt._netlink import encode as _nlmsg
 from netvirt.devices.base import (
     DEFAULT_ALIAS,
     Device,

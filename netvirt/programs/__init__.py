@@ -2,10 +2,15 @@
 
 A scenario attaches one with ``program: {name: NAME, ...params}`` or, for
 user code, ``program: {python: "module:callable", ...}``. The built-ins are
-listed in one explicit table, :data:`PROGRAMS`. The validator calls
-:func:`check_program` (pure); the builder calls :func:`program_class` and
-constructs the class with a :class:`ProgramContext` whose ``params`` are the
-mapping minus ``name``.
+listed in one explicit table, :data:`PROGRAMS`, the only registry: validation
+calls :func:`parse_program` (pure, no kernel), which resolves the class and runs
+its ``check_params`` once, and keeps the result in a typed
+:class:`~netvirt.scenario.model.ProgramSpec` (a class may also offer
+``parse_params(params, place) -> (config, problems)``: its typed ``config``
+then travels in ``ProgramSpec.config``). The builder (``topology/builder.py``)
+takes the class by the spec's name (:func:`get_program`, or :class:`UserProgram`
+for ``python``) and constructs it with a :class:`ProgramContext` whose ``params``
+are the mapping minus ``name``. :func:`program_class` does the same from a raw mapping.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import Problem, ScenarioError
+from ..scenario.model import ProgramSpec
 from .base import Program, ProgramContext, TunnelProgram
 from .ipip_tunnel import IpipTunnel
 from .pcap import PcapProgram, PcapWriter
@@ -37,6 +43,7 @@ __all__ = [
     "UserProgram",
     "check_program",
     "get_program",
+    "parse_program",
     "program_class",
     "program_params",
 ]
@@ -54,10 +61,11 @@ PROGRAMS: dict[str, type[Program]] = {
 def _unknown(name: object, place: str) -> Problem:
     known = ", ".join(PROGRAMS)
     close = difflib.get_close_matches(str(name), PROGRAMS, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
     return Problem(f"{place}.name" if place else "name",
-                   f"unknown program {name!r}{hint}; built-in programs: {known}, "
-                   "or user code with python: 'module:callable'")
+                   f"unknown program {shown}{hint} Built-in programs: {known}; "
+                   "user code: python: module:callable")
 
 
 def get_program(name: str, place: str = "") -> type[Program]:
@@ -73,12 +81,12 @@ def _resolve(spec: Mapping[str, Any], place: str) -> type[Program] | Problem:
         return Problem(place, "a program is a mapping such as {name: sink}")
     if UserProgram.KEY in spec:
         if "name" in spec:
-            return Problem(place, "give either name (a built-in program) or python "
-                                  "(user code), not both")
+            return Problem(f"{place}.name", "give either name (a built-in program) or python "
+                                            "(module:callable), not both")
         return UserProgram
     if "name" not in spec:
-        return Problem(place, "a program needs name (one of "
-                              f"{', '.join(PROGRAMS)}) or python: 'module:callable'")
+        return Problem(f"{place}.name", "a program needs a name (one of "
+                                        f"{', '.join(PROGRAMS)}) or python: module:callable")
     name = spec["name"]
     if not isinstance(name, str) or name not in PROGRAMS:
         return _unknown(name, place)
@@ -98,9 +106,24 @@ def program_params(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in spec.items() if key != "name"}
 
 
-def check_program(spec: Mapping[str, Any], place: str) -> list[Problem]:
-    """Every problem with a scenario's program mapping (pure, never raises)."""
+def parse_program(spec: Mapping[str, Any], place: str) -> tuple[ProgramSpec | None, list[Problem]]:
+    """A scenario's program mapping checked once: its typed spec, or every problem with it."""
     found = _resolve(spec, place)
     if isinstance(found, Problem):
-        return [found]
-    return found.check_params(program_params(spec), place)
+        return None, [found]
+    params = program_params(spec)
+    config: object = None
+    parse = getattr(found, "parse_params", None)
+    if parse is not None:
+        config, problems = parse(params, place)
+    else:
+        problems = found.check_params(params, place)
+    if problems:
+        return None, list(problems)
+    name = "python" if found is UserProgram else found.name
+    return ProgramSpec(name, params, place, config), []
+
+
+def check_program(spec: Mapping[str, Any], place: str) -> list[Problem]:
+    """Every problem with a scenario's program mapping (pure, never raises)."""
+    return parse_program(spec, place)[1]

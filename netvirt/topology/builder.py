@@ -1,9 +1,11 @@
 """The live topology: builds a Scenario into namespaces and devices, then tears it down.
 
 Build order (each phase runs its items concurrently, each namespace's work on
-its own strand, see ``netvirt.netns``): namespaces -> sysctls, bridges, tun/tap -> veth links ->
-macvlan/macvtap -> routes -> programs. Every object is journalled before it
-is created (``state.py``) and registered for cleanup the moment it exists.
+its own strand, see ``netvirt.netns``): namespaces -> sysctls and the kinds of phase
+"local" (masters first) -> veth links -> kinds of phase "child" -> routes -> programs.
+Which phase and which driver class build a kind comes from ``netvirt.kinds``. Every
+object is journalled before it is created (``journal.py``) and registered for cleanup
+the moment it exists.
 On any failure, Ctrl-C, SIGTERM or cancellation the build unwinds: programs
 stop, fds close, namespaces are removed (which removes every device inside),
 links in the host namespace are deleted by their lab tag, and the first
@@ -20,11 +22,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from netvirt._aio import unwind
-from netvirt.devices import Bridge, Device, Macvlan, Macvtap, Tap, Tun, Veth
+from netvirt.devices import Device, Macvtap, Veth
+from netvirt.kinds import KINDS
 from netvirt.netns import Namespace, netns_path, require_root
-from netvirt.topology.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario
+from netvirt.programs import Program, ProgramContext, UserProgram, get_program
+from netvirt.scenario.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario, lab_alias, netns_name
+from netvirt.topology.journal import STATE_ROOT, LabState, remove_journalled_netns, sweep_host_links
 from netvirt.topology.node import Node
-from netvirt.topology.state import STATE_ROOT, LabState, lab_alias
+
+#: kinds built in a node's local phase, masters (bridges) first: others may name them
+_LOCAL = sorted((k for k in KINDS.values() if k.phase == "local"), key=lambda k: not k.master)
+_CHILD = [k for k in KINDS.values() if k.phase == "child"]
 
 ProgressFn = Callable[[int, int, str], None]
 #: test hook: called before each build step with (step number, description)
@@ -44,10 +52,6 @@ def stable_mac(*parts: str) -> str:
     digest = bytearray(hashlib.sha256("/".join(parts).encode()).digest()[:6])
     digest[0] = (digest[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in digest)
-
-
-def netns_name(lab: str, node: str) -> str:
-    return f"nv-{lab}-{node}"
 
 
 def _raise_fd_limit() -> None:
@@ -72,7 +76,7 @@ class Topology:
         self.scenario = scenario
         self.lab = scenario.name
         self.nodes: dict[str, Node] = {}
-        self.programs: dict[tuple[str, str], Any] = {}
+        self.programs: dict[tuple[str, str], Program] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._devices: list[Device] = []
         self._state = LabState(self.lab, root=state_root or STATE_ROOT)
@@ -90,10 +94,12 @@ class Topology:
     def node(self, name: str) -> Node:
         return self.nodes[name]
 
-    def device(self, node: str, ifname: str) -> Any:
+    def device(self, node: str, ifname: str) -> Device:
+        """The live device ``ifname`` of ``node`` (narrow with ``isinstance`` for kind methods)."""
         return self.nodes[node].devices[ifname]
 
-    def program(self, node: str, ifname: str) -> Any:
+    def program(self, node: str, ifname: str) -> Program:
+        """The program running on ``node:ifname`` (its ``counters``, ``wait_ready()``...)."""
         return self.programs[(node, ifname)]
 
     # -- lifecycle -------------------------------------------------------
@@ -158,11 +164,13 @@ class Topology:
         node = self.nodes[spec.name]
         for key, value in spec.sysctls.items():
             await node.sysctl(key, value)
-        # bridges first: tun/tap (and veth ends later) may name them as master
-        for kind in ("bridge", "tun", "tap"):
+        for kind in _LOCAL:
             for iface in spec.interfaces.values():
-                if iface.kind == kind:
-                    await self._add(node, iface, self._local_device(node, iface))
+                if iface.kind == kind.name:
+                    common = self._common(node, iface)
+                    if kind.master and not common["mac"]:
+                        common["mac"] = stable_mac(self.lab, node.name, iface.name)
+                    await self._add(node, iface, kind.driver_class().from_spec(iface, **common))
 
     async def _make_link(self, link: LinkSpec) -> None:
         sa, sb = self.scenario.interface(link.a), self.scenario.interface(link.b)
@@ -189,15 +197,14 @@ class Topology:
 
     async def _make_children(self, spec: NodeSpec) -> None:
         node = self.nodes[spec.name]
-        for iface in spec.interfaces.values():
-            if iface.kind not in ("macvlan", "macvtap"):
-                continue
-            assert iface.parent is not None
-            parent_ns = self.nodes[iface.parent.node].ns
-            cls = Macvtap if iface.kind == "macvtap" else Macvlan
-            dev = cls(iface.name, parent=iface.parent.ifname, parent_netns=parent_ns,
-                      mode=iface.mode, **self._common(node, iface))
-            await self._add(node, iface, dev)
+        for kind in _CHILD:
+            for iface in spec.interfaces.values():
+                if iface.kind != kind.name:
+                    continue
+                assert iface.parent is not None
+                parent_ns = self.nodes[iface.parent.node].ns
+                dev = kind.driver_class().from_spec(iface, parent_netns=parent_ns, **self._common(node, iface))
+                await self._add(node, iface, dev)
 
     async def _make_routes(self, spec: NodeSpec) -> None:
         node = self.nodes[spec.name]
@@ -218,17 +225,13 @@ class Topology:
             await self.nodes[spec.name].ns.nl(lambda nl: nl.wait_ports_enabled())
 
     async def _start_programs(self) -> None:
-        if not any(i.program for n in self.scenario.nodes.values() for i in n.interfaces.values()):
-            return
-        from netvirt.topology.programs import start_program
-
         for spec in self.scenario.nodes.values():
             node = self.nodes[spec.name]
             for iface in spec.interfaces.values():
                 if iface.program is None:
                     continue
                 dev = node.devices[iface.name]
-                prog, task = await start_program(iface, dev, node, self.scenario.source)
+                prog, task = await _start_program(iface, dev, node, self.scenario.source)
                 self.programs[(spec.name, iface.name)] = prog
                 self._tasks[(spec.name, iface.name)] = task
         # steps may start right after the build: every program must handle traffic by then
@@ -238,17 +241,6 @@ class Topology:
     def _common(self, node: Node, iface: InterfaceSpec) -> dict[str, Any]:
         return {"netns": node.ns, "addresses": iface.addresses, "mtu": iface.mtu, "mac": iface.mac,
                 "up": iface.up, "master": iface.master, "alias": lab_alias(self.lab)}
-
-    def _local_device(self, node: Node, iface: InterfaceSpec) -> Device:
-        common = self._common(node, iface)
-        if iface.kind == "bridge":
-            if not common["mac"]:
-                common["mac"] = stable_mac(self.lab, node.name, iface.name)
-            return Bridge(iface.name, stp=iface.stp, ageing_time=iface.ageing_time,
-                          forward_delay=iface.forward_delay, **common)
-        cls = Tap if iface.kind == "tap" else Tun
-        return cls(iface.name, queues=iface.queues, offload=iface.offload, persist=iface.persist,
-                   owner=iface.owner, group=iface.group, **common)
 
     def _as_port(self, dev: Device, node: Node) -> None:
         """A bridge port made by the build: master's index known, enabled-wait done by _settle."""
@@ -311,16 +303,12 @@ class Topology:
                 node.ns.remove()
             except Exception as exc:
                 errors.append(exc)
-        from netvirt.topology.down import sweep_host_links
-
         try:
             if self._state.claimed:
                 await sweep_host_links(self.lab, self._state.root)
         except Exception as exc:
             errors.append(exc)
         # namespaces that creation left behind although their Namespace object is gone
-        from netvirt.topology.down import remove_journalled_netns
-
         if self._state.claimed:  # never another process's record of the same lab name
             try:
                 remove_journalled_netns(self.lab, self._state.root)
@@ -330,3 +318,33 @@ class Topology:
                 self._state.release()
         if errors:
             raise errors[0]
+
+
+# -- programs ----------------------------------------------------------------------------
+def _relative_to(source: str, target: str) -> str:
+    """``file.py:callable`` with a relative file: relative to the scenario file, if it is there."""
+    module, sep, attr = target.rpartition(":")
+    if sep and module.endswith(".py") and not os.path.isabs(module):
+        candidate = os.path.join(os.path.dirname(os.path.abspath(source)), module)
+        if os.path.exists(candidate):
+            return f"{candidate}:{attr}"
+    return target
+
+
+async def _start_program(iface: InterfaceSpec, dev: Device, node: Node,
+                         source: str | None = None) -> tuple[Program, asyncio.Task[None]]:
+    """Start the scenario's program on a live tun, tap or macvtap."""
+    spec = iface.program
+    assert spec is not None
+    cls: type[Program] = UserProgram if spec.name == "python" else get_program(spec.name, spec.place)
+    device_mac = ""
+    if isinstance(dev, Macvtap):  # the kernel hands the fd only frames for the macvtap's MAC
+        device_mac = (await dev.info()).mac or ""
+    port: Any = dev.port  # type: ignore[attr-defined]
+    ctx = ProgramContext(port=port, params=dict(spec.params), addresses=list(iface.addresses),
+                         open_socket=node.ns.socket, device_name=f"{node.name}:{iface.name}",
+                         place=spec.place, device_mac=device_mac)
+    if spec.name == "python" and source:
+        ctx.params["python"] = _relative_to(source, str(ctx.params.get("python", "")))
+    prog = cls(ctx)
+    return prog, prog.start()

@@ -2,96 +2,43 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from dataclasses import dataclass, field
+import signal
+import time
 from pathlib import Path
 
-from netvirt.errors import NoSuchObjectError
-from netvirt.netns import Namespace, netns_path, remove_netns
-from netvirt.topology.state import STATE_ROOT, LabState, lab_dir, read_journal, stop_owner
+from netvirt.errors import EnvironmentProblem
+from netvirt.topology.journal import (
+    STATE_ROOT,
+    DownReport,
+    LabState,
+    lab_dir,
+    owner_alive,
+    read_info,
+    remove_journalled_netns,
+    sweep_host_links,
+)
 
 
-@dataclass
-class DownReport:
-    lab: str
-    stopped_pid: bool = False
-    namespaces: list[str] = field(default_factory=list)
-    links: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    found: bool = True
+def stop_owner(lab: str, root: Path = STATE_ROOT, timeout: float = 10.0) -> bool:
+    """SIGTERM the live process that owns ``lab`` and wait for it. True if one was stopped.
 
-
-def remove_journalled_netns(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
-    """Remove each namespace the journal says this lab created, if it is still that one.
-
-    A namespace whose creation was cut short (an intent with no "done" record)
-    is removed only if it never got mounted (the empty file ``O_EXCL`` made);
-    a mounted one cannot be proven ours and is reported, not touched.
+    Only the recorded process is signalled (same pid *and* start time: after a
+    kill -9 the pid may belong to someone else by now). If it does not exit in
+    time, EnvironmentProblem: its lab is not touched under its feet.
     """
-    entries = list(read_journal(lab, root))
-    done = {e.get("name") for e in entries if e.get("op") == "netns-done"}
-    for entry in reversed(entries):
-        if entry.get("op") == "netns" and entry.get("name") not in done:
-            _cut_short(entry["name"], report)
-        if entry.get("op") != "netns-done":
-            continue
-        name = entry["name"]
-        try:
-            ino = os.stat(netns_path(name)).st_ino
-        except FileNotFoundError:
-            continue
-        if ino != entry.get("ino"):
-            if report:
-                report.skipped.append(f"namespace {name} (not the one this lab created)")
-            continue
-        if remove_netns(name) and report:
-            report.namespaces.append(name)
-
-
-def _cut_short(name: str, report: DownReport | None) -> None:
-    path = netns_path(name)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    if not os.path.ismount(path) and st.st_size == 0:
-        os.unlink(path)  # O_EXCL made it, the bind mount never happened
-        if report:
-            report.namespaces.append(name)
-    elif report:
-        report.skipped.append(f"namespace {name} (its creation was interrupted, so it cannot be "
-                              f"proven this lab's: 'ip netns del {name}' removes it if it is)")
-
-
-async def sweep_host_links(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
-    """Delete the host-namespace links the journal names, if they carry this lab's tag."""
-    names = [e["ifname"] for e in read_journal(lab, root) if e.get("op") == "link" and e.get("netns") is None]
-    if not names:
-        return
-    from netvirt.topology.state import lab_alias
-
-    tag = lab_alias(lab)
-    host = await Namespace.host()
-    try:
-        def sweep() -> None:
-            nl = host.netlink
-            for name in reversed(names):
-                index = nl.find(name)
-                if index is None:
-                    continue
-                if nl.link(index).alias != tag:
-                    if report:
-                        report.skipped.append(f"link {name} (not tagged {tag})")
-                    continue
-                with contextlib.suppress(NoSuchObjectError):
-                    nl.link_del(index)
-                if report:
-                    report.links.append(name)
-
-        await host.call(sweep)
-    finally:
-        await host.close()
+    info = read_info(lab, root)
+    pid = int(info.get("pid") or 0)
+    if not pid or pid == os.getpid() or not owner_alive(info):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not owner_alive(info):
+            return True
+        time.sleep(0.05)
+    raise EnvironmentProblem(f"lab {lab!r}: its process {pid} did not stop within {timeout:.0f} s "
+                             f"after SIGTERM; nothing was removed (try again, or stop pid {pid})")
 
 
 async def down_lab(lab: str, root: Path = STATE_ROOT) -> DownReport:
@@ -108,4 +55,4 @@ async def down_lab(lab: str, root: Path = STATE_ROOT) -> DownReport:
     return report
 
 
-__all__ = ["DownReport", "down_lab", "remove_journalled_netns", "sweep_host_links"]
+__all__ = ["DownReport", "down_lab", "stop_owner"]

@@ -1,29 +1,35 @@
 """Run a scenario's checks against a live topology and report PASS/FAIL.
 
-Parameters are those normalised by ``_steps.py`` (validation). The ping is
-netvirt's own: a raw ICMP/ICMPv6 socket opened inside the ``from`` node,
-driven by the event loop, so no ``ping`` binary is needed.
+Each runner takes the typed parameters that validation made
+(``netvirt.scenario.model``: ``PingStep``, ``ConnectStep``, ...). A failed
+check raises :class:`~netvirt.errors.StepFailed`. The probes they use
+(netvirt's own ping, TCP/UDP echo) are in ``probes.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import ipaddress
 import os
 import re
 import socket
-import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from netvirt.errors import NetvirtError
-from netvirt.packets import checksum
+from netvirt.devices.bridge import Bridge
+from netvirt.errors import NetvirtError, StepFailed
+from netvirt.scenario.model import (
+    ConnectStep,
+    CountersStep,
+    ExecStep,
+    FdbStep,
+    PingStep,
+    StepSpec,
+    WaitStep,
+)
 from netvirt.topology.builder import Topology
-from netvirt.topology.model import StepSpec
+from netvirt.topology.probes import ping, tcp_echo_once, tcp_roundtrip, udp_echo, udp_roundtrip
 
 
 @dataclass
@@ -37,10 +43,6 @@ class StepResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _Fail(Exception):
-    pass
 
 
 async def run_steps(topo: Topology, steps: tuple[StepSpec, ...] | None = None, *,
@@ -60,9 +62,9 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
     title = _title(step)
     t0 = time.perf_counter()
     try:
-        detail = await fn(topo, dict(step.params))
+        detail = await fn(topo, step.params)
         ok = True
-    except _Fail as exc:
+    except StepFailed as exc:
         ok, detail = False, str(exc)
     except (OSError, NetvirtError, KeyError) as exc:  # a failed check, not an aborted run
         ok, detail = False, f"{type(exc).__name__}: {exc}"
@@ -71,101 +73,43 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
 
 def _title(step: StepSpec) -> str:
     p = step.params
-    match step.kind:
-        case "ping":
-            return f"ping {p['from']} -> {p['to']} x{p['count']}" + (
-                " (expect failure)" if p["expect"] == "failure" else "")
-        case "connect":
-            return f"{p['proto']} {p['from']} -> {p['to']} {p['bytes']} B" + (
-                " (expect failure)" if p["expect"] == "failure" else "")
-        case "exec":
-            return f"exec {p['node']}: {p['cmd']}"
-        case "counters":
-            return f"counters {p['device']}"
-        case "fdb":
-            return f"fdb {p['bridge']} {p['mac']} on {p['port']}"
-        case "wait":
-            return f"wait {p['seconds']} s"
+    match p:
+        case PingStep():
+            return f"ping {p.src} -> {p.to} x{p.count}" + (
+                " (expect failure)" if p.expect == "failure" else "")
+        case ConnectStep():
+            return f"{p.proto} {p.src} -> {p.to} {p.bytes} B" + (
+                " (expect failure)" if p.expect == "failure" else "")
+        case ExecStep():
+            return f"exec {p.node}: {p.cmd}"
+        case CountersStep():
+            return f"counters {p.device}"
+        case FdbStep():
+            return f"fdb {p.bridge} {p.mac} on {p.port}"
+        case WaitStep():
+            return f"wait {p.seconds} s"
     return step.kind
 
 
-# -- ping -----------------------------------------------------------------
-async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: float = 1.0,
-               interval: float = 0.02) -> tuple[int, list[float]]:
-    """Send ``count`` echo requests from node ``src``; return (replies, rtts)."""
-    addr = ipaddress.ip_address(dst)
-    v6 = addr.version == 6
-    node = topo.node(src)
-    sock = await node.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW,
-                             socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
-    loop = asyncio.get_running_loop()
-    ident = (os.getpid() ^ id(sock)) & 0xFFFF
-    sent: dict[int, float] = {}
-    rtts: list[float] = []
-    got: set[int] = set()
-    done = asyncio.Event()
-
-    def on_readable() -> None:
-        while True:
-            try:
-                data = sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            icmp = data if v6 else data[(data[0] & 0x0F) * 4:]
-            if len(icmp) < 8:
-                continue
-            typ, _code, _ck, rid, seq = struct.unpack_from("!BBHHH", icmp)
-            if typ == (129 if v6 else 0) and rid == ident and seq in sent and seq not in got:
-                got.add(seq)
-                rtts.append(time.perf_counter() - sent[seq])
-                if len(got) == count:
-                    done.set()
-
-    loop.add_reader(sock.fileno(), on_readable)
-    try:
-        for seq in range(1, count + 1):
-            payload = struct.pack("!d", time.time()) + bytes(range(48))
-            hdr = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, seq)
-            msg = hdr + payload
-            if not v6:  # the kernel fills in the ICMPv6 checksum itself
-                msg = hdr[:2] + struct.pack("!H", checksum(msg)) + hdr[4:] + payload
-            sent[seq] = time.perf_counter()
-            try:
-                sock.sendto(msg, (dst, 0))
-            except OSError as exc:
-                if exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EAGAIN):
-                    raise
-            if seq < count:
-                await asyncio.sleep(interval)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), timeout)
-    finally:
-        loop.remove_reader(sock.fileno())
-        sock.close()
-    return len(got), rtts
-
-
-async def _ping(topo: Topology, p: dict[str, Any]) -> str:
-    n, rtts = await ping(topo, p["from"], p["to"], count=p["count"], timeout=p["timeout"])
-    summary = f"{n}/{p['count']} replies"
+async def _ping(topo: Topology, p: PingStep) -> str:
+    n, rtts = await ping(topo, p.src, p.to, count=p.count, timeout=p.timeout)
+    summary = f"{n}/{p.count} replies"
     if rtts:
         summary += f", rtt avg {1000 * sum(rtts) / len(rtts):.2f} ms"
-    if p["expect"] == "success" and n != p["count"]:
-        raise _Fail(summary)
-    if p["expect"] == "failure" and n:
-        raise _Fail(f"{summary}; expected none")
+    if p.expect == "success" and n != p.count:
+        raise StepFailed(summary)
+    if p.expect == "failure" and n:
+        raise StepFailed(f"{summary}; expected none")
     return summary
 
 
-# -- connect --------------------------------------------------------------
-async def _connect(topo: Topology, p: dict[str, Any]) -> str:
-    addr, port, proto = p["address"], p["port"], p["proto"]
+# -- ping, connect ---------------------------------------------------------
+async def _connect(topo: Topology, p: ConnectStep) -> str:
+    addr, port, proto = p.address, p.port, p.proto
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    payload = os.urandom(p["bytes"])
-    server = topo.node(p["server"])
-    client = topo.node(p["from"])
+    payload = os.urandom(p.bytes)
+    server = topo.node(p.server)
+    client = topo.node(p.src)
     loop = asyncio.get_running_loop()
     stype = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     lsock = await server.socket(fam, stype)
@@ -176,13 +120,13 @@ async def _connect(topo: Topology, p: dict[str, Any]) -> str:
         csock = await client.socket(fam, stype)
         if proto == "tcp":
             lsock.listen(4)
-            srv = asyncio.ensure_future(_tcp_echo_once(loop, lsock))
-            talk = _tcp_client(loop, csock, (addr, port), payload)
+            srv = asyncio.ensure_future(tcp_echo_once(loop, lsock))
+            talk = tcp_roundtrip(loop, csock, (addr, port), payload)
         else:
-            srv = asyncio.ensure_future(_udp_echo(loop, lsock))
-            talk = _udp_client(loop, csock, (addr, port), payload)
+            srv = asyncio.ensure_future(udp_echo(loop, lsock))
+            talk = udp_roundtrip(loop, csock, (addr, port), payload)
         try:
-            echoed = await asyncio.wait_for(talk, p["timeout"])
+            echoed = await asyncio.wait_for(talk, p.timeout)
         finally:
             srv.cancel()
             await asyncio.gather(srv, return_exceptions=True)
@@ -195,126 +139,57 @@ async def _connect(topo: Topology, p: dict[str, Any]) -> str:
         lsock.close()
         if csock is not None:
             csock.close()
-    if p["expect"] == "success" and not ok:
-        raise _Fail(detail)
-    if p["expect"] == "failure" and ok:
-        raise _Fail(f"{detail}; expected no connection")
+    if p.expect == "success" and not ok:
+        raise StepFailed(detail)
+    if p.expect == "failure" and ok:
+        raise StepFailed(f"{detail}; expected no connection")
     return detail if ok else f"failed as expected ({detail})"
 
 
-async def _tcp_echo_once(loop: asyncio.AbstractEventLoop, lsock: socket.socket) -> None:
-    conn, _ = await loop.sock_accept(lsock)
-    conn.setblocking(False)
-    try:
-        while data := await loop.sock_recv(conn, 65536):
-            await loop.sock_sendall(conn, data)
-    finally:
-        conn.close()
-
-
-async def _tcp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst: tuple[str, int],
-                      payload: bytes) -> bytes:
-    await loop.sock_connect(sock, dst)
-    send = asyncio.ensure_future(loop.sock_sendall(sock, payload))
-    try:
-        buf = bytearray()
-        while len(buf) < len(payload):
-            data = await loop.sock_recv(sock, 65536)
-            if not data:
-                break
-            buf += data
-        await send
-    finally:
-        if not send.done():  # timed out: stop writing before the socket is closed
-            send.cancel()
-            await asyncio.gather(send, return_exceptions=True)
-    return bytes(buf)
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    """Wait until ``sock`` is readable (uvloop has no sock_recvfrom: use add_reader)."""
-    fut: asyncio.Future[None] = loop.create_future()
-    def ready() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    loop.add_reader(sock.fileno(), ready)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(sock.fileno())
-
-
-async def _udp_echo(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    while True:
-        await _readable(loop, sock)
-        try:
-            data, peer = sock.recvfrom(65536)
-        except BlockingIOError:
-            continue
-        sock.sendto(data, peer)
-
-
-async def _udp_client(loop: asyncio.AbstractEventLoop, sock: socket.socket, dst: tuple[str, int],
-                      payload: bytes) -> bytes:
-    chunks = [payload[i:i + 1200] for i in range(0, len(payload), 1200)] or [b""]
-    sock.connect(dst)
-    out = bytearray()
-    for chunk in chunks:  # one at a time: UDP has no retransmission, keep the test exact
-        for _attempt in range(3):
-            sock.send(chunk)
-            try:
-                await asyncio.wait_for(_readable(loop, sock), 0.5)
-                out += sock.recv(65536)
-                break
-            except (TimeoutError, BlockingIOError):
-                continue
-        else:
-            break
-    return bytes(out)
-
-
 # -- exec, counters, fdb, wait ---------------------------------------------
-async def _exec(topo: Topology, p: dict[str, Any]) -> str:
-    res = await topo.node(p["node"]).exec(p["cmd"], timeout=p["timeout"])
-    want = p["expect"]
-    if res.returncode != want["exit"]:
+async def _exec(topo: Topology, p: ExecStep) -> str:
+    res = await topo.node(p.node).exec(p.cmd, timeout=p.timeout)
+    if res.returncode != p.exit:
         err = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
-        raise _Fail(f"exit {res.returncode}, expected {want['exit']}: {err[0][:200]}")
-    if want.get("stdout") and not re.search(want["stdout"], res.stdout):
-        raise _Fail(f"stdout does not match /{want['stdout']}/: {res.stdout.strip()[:200]!r}")
+        raise StepFailed(f"exit {res.returncode}, expected {p.exit}: {err[0][:200]}")
+    if p.stdout and not re.search(p.stdout, res.stdout):
+        raise StepFailed(f"stdout does not match /{p.stdout}/: {res.stdout.strip()[:200]!r}")
     return f"exit {res.returncode}"
 
 
-async def _counters(topo: Topology, p: dict[str, Any]) -> str:
-    ep = p["device"]
+async def _counters(topo: Topology, p: CountersStep) -> str:
+    ep = p.device
     prog = topo.program(ep.node, ep.ifname)
-    deadline = time.monotonic() + p["timeout"]
+    deadline = time.monotonic() + p.timeout
     while True:
         c = dict(prog.counters)
-        bad = [f"{k}={c.get(k, 0)} (want {v})" for k, v in p["equals"].items() if c.get(k, 0) != v]
-        bad += [f"{k}={c.get(k, 0)} (want >= {v})" for k, v in p["at_least"].items() if c.get(k, 0) < v]
+        bad = [f"{k}={c.get(k, 0)} (want {v})" for k, v in p.equals.items() if c.get(k, 0) != v]
+        bad += [f"{k}={c.get(k, 0)} (want >= {v})" for k, v in p.at_least.items() if c.get(k, 0) < v]
         if not bad or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
-    shown = ", ".join(f"{k}={c.get(k, 0)}" for k in {**p["equals"], **p["at_least"]})
+    shown = ", ".join(f"{k}={c.get(k, 0)}" for k in {**p.equals, **p.at_least})
     if bad:
-        raise _Fail("; ".join(bad))
+        raise StepFailed("; ".join(bad))
     return shown
 
 
-async def _fdb(topo: Topology, p: dict[str, Any]) -> str:
-    br = topo.device(p["bridge"].node, p["bridge"].ifname)
-    port = await br.learned(p["mac"])
-    if port != p["port"]:
-        raise _Fail(f"{p['mac']} learned on {port or 'no port'}, expected {p['port']}")
-    return f"{p['mac']} on {port}"
+async def _fdb(topo: Topology, p: FdbStep) -> str:
+    br = topo.device(p.bridge.node, p.bridge.ifname)
+    if not isinstance(br, Bridge):
+        raise StepFailed(f"{p.bridge} is not a bridge")
+    port = await br.learned(p.mac)
+    if port != p.port:
+        raise StepFailed(f"{p.mac} learned on {port or 'no port'}, expected {p.port}")
+    return f"{p.mac} on {port}"
 
 
-async def _wait(topo: Topology, p: dict[str, Any]) -> str:
-    await asyncio.sleep(p["seconds"])
-    return f"waited {p['seconds']} s"
+async def _wait(topo: Topology, p: WaitStep) -> str:
+    await asyncio.sleep(p.seconds)
+    return f"waited {p.seconds} s"
 
 
-_RUNNERS = {"ping": _ping, "connect": _connect, "exec": _exec, "counters": _counters,
-            "fdb": _fdb, "wait": _wait}
+_RUNNERS: dict[str, Callable[[Topology, Any], Awaitable[str]]] = {
+    "ping": _ping, "connect": _connect, "exec": _exec, "counters": _counters,
+    "fdb": _fdb, "wait": _wait,
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_benchmarks_smoke import results, run_benchmark
+from tests.kernel.test_benchmarks_smoke import results, run_benchmark
 
 pytestmark = pytest.mark.root
 

@@ -14,8 +14,8 @@ import pytest
 from netvirt.impair import Conditions, End, ImpairedLink
 from netvirt.netns import Namespace
 from tests.conftest import unique
+from tests.kernel.devices_support import ip_link, sh
 from tests.kernel.impair_helpers import B_IP, Pair, pair, probe, tcp_transfer
-from tests.test_devices_support import ip_link, sh
 
 __all__ = ["pair"]
 pytestmark = pytest.mark.root
@@ -333,7 +333,7 @@ async def test_sigkill_of_the_owner_leaves_no_datapath_and_no_taps() -> None:
     import sys
 
     from netvirt.netns import remove_netns
-    from tests.helpers import ROOT
+    from tests.kernel.helpers import ROOT
 
     names = (unique(), unique())
     proc = await asyncio.create_subprocess_exec(

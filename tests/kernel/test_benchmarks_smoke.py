@@ -1,0 +1,80 @@
+"""The benchmarks' smoke mode: each runs in a second or two, prints its figures, leaves nothing.
+
+Each benchmark runs as a user runs it (``python -m benchmarks.X --smoke --json``
+from the repository root) with a ``--prefix`` from ``unique()``, so the
+autouse ``no_leaks`` check of conftest sees any namespace left behind. No
+Mininet and no OpenVPN are needed; the wire needs iperf3 (installed by .ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import unique
+from tests.kernel.helpers import ROOT
+
+
+def run_benchmark(module: str, *args: str, timeout: float = 90) -> tuple[dict[str, Any], str]:
+    res = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--smoke", "--json",
+                          "--prefix", unique(), *args], capture_output=True, text=True,
+                         timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, (f"benchmarks.{module} -> {res.returncode}\n"
+                                 f"{res.stdout}\n{res.stderr}")
+    doc = json.loads(res.stdout)
+    assert doc["benchmark"] == module
+    assert doc["failures"] == []
+    assert doc["machine"]["nproc"] == str(os.cpu_count())
+    return doc, res.stderr  # stderr: the text lines (RESULT/RATIO) of --json mode
+
+
+def results(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in doc["results"]}
+
+
+@pytest.mark.root
+def test_build_smoke() -> None:
+    doc, text = run_benchmark("build")
+    res = results(doc)
+    for side in ("netvirt", "ipbatch"):
+        for what in ("build", "teardown", "settled"):
+            r = res[f"{side}-N4-{what}"]
+            assert r["n"] == 1 and 0 < r["median"] < 30, r
+        # settled counts the kernel's deferred cleanup: never shorter than the teardown call
+        assert res[f"{side}-N4-settled"]["median"] >= res[f"{side}-N4-teardown"]["median"]
+    assert all(d["ping_ok"] for d in doc["runs"]["netvirt-N4"] + doc["runs"]["ipbatch-N4"])
+    ratios = {r["name"]: r for r in doc["ratios"]}
+    assert ratios["build-N4 netvirt/ip-batch"]["value"] > 0
+    assert "mininet-N4-build" not in res  # smoke mode never needs Mininet
+    assert "RESULT netvirt-N4-build: median=" in text
+    assert "RATIO build-N4 netvirt/ip-batch: " in text
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 not installed (see .ci/run)")
+def test_wire_smoke() -> None:
+    doc, text = run_benchmark("wire")
+    res = results(doc)
+    for name in ("wire-offload-tcp", "wire-nooffload-tcp", "veth-tcp"):
+        assert res[name]["n"] == 1 and res[name]["median"] > 1, res[name]  # Mbit/s
+    ratios = {r["name"]: r for r in doc["ratios"]}
+    assert ratios["wire-offload/veth"]["target"] == ">= 0.5"
+    assert "RESULT wire-offload-tcp: median=" in text
+    assert "forwarder moved" in text
+
+
+def test_startup_smoke() -> None:
+    doc, text = run_benchmark("startup")
+    res = results(doc)
+    for name in ("python-pass", "netvirt-help", "netvirt-validate", "netvirt-validate-star200"):
+        assert res[f"startup-{name}"]["n"] == 1
+    assert {t["name"] for t in doc["targets"]} == {"netvirt-help absolute",
+                                                     "netvirt-validate absolute",
+                                                     "netvirt-validate-star200 absolute"}
+    assert "RESULT startup-netvirt-help: median=" in text
