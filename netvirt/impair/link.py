@@ -26,7 +26,7 @@ from typing import Any
 from netvirt._aio import complete, unwind
 from netvirt._netlink import Netlink
 from netvirt.devices import Tap
-from netvirt.devices.base import DEFAULT_ALIAS, NetnsArg
+from netvirt.devices.base import DEFAULT_ALIAS, IPInterface, NetnsArg
 from netvirt.errors import UsageError
 
 from .conditions import Conditions, parse_conditions
@@ -53,12 +53,13 @@ class End:
 
     netns: NetnsArg
     ifname: str
-    addresses: Iterable[str] = ()
+    addresses: Iterable[str | IPInterface] = ()
     mtu: int | None = None
     mac: str | None = None
     master: str | None = None
     label: str = ""
     ipv6_linklocal: bool | None = None
+    up: bool = True
 
 
 def conditions_from_keys(keys: Mapping[str, Any], where: str = "impair") -> Conditions | None:
@@ -97,7 +98,7 @@ class ImpairedLink:
     async def create(self) -> ImpairedLink:
         try:
             for end in self.ends:
-                tap = Tap(end.ifname, netns=end.netns, offload=True, addresses=end.addresses,
+                tap = Tap(end.ifname, netns=end.netns, offload=True, addresses=end.addresses, up=end.up,
                           mtu=end.mtu, mac=end.mac, master=end.master, alias=self.alias,
                           ipv6_linklocal=end.ipv6_linklocal)
                 self.taps.append(tap)

@@ -12,15 +12,20 @@ Nothing here touches the kernel: ``netvirt validate`` runs without root.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from netvirt.errors import ScenarioError
+from netvirt.impair.conditions import Conditions, parse_impair
 from netvirt.scenario.checker import At, Checker, describe, name_problem
 from netvirt.scenario.interfaces import Draft, check_interface, cross_check
 from netvirt.scenario.model import (
     Endpoint,
+    ImpairStep,
     InterfaceSpec,
     LinkSpec,
+    LinkStep,
     NodeSpec,
     RouteSpec,
     Scenario,
@@ -29,9 +34,20 @@ from netvirt.scenario.steps import StepChecker
 
 __all__ = ["validate"]
 
+
+def _located(at: At, path: str) -> At:
+    """``path`` (below ``at``) with the file line of its deepest key that has one."""
+    rel = path[len(at.path):].lstrip(".")
+    cur = at
+    for key in rel.split(".") if rel else ():
+        if not cur.has(key):
+            break
+        cur = cur.key(key)
+    return At(None, path, cur.line)
+
 TOP_KEYS = ("name", "description", "nodes", "links", "steps")
 NODE_KEYS = ("interfaces", "routes", "sysctls", "host")
-LINK_KEYS = ("endpoints", "mtu")
+LINK_KEYS = ("endpoints", "mtu", "impair")
 ROUTE_KEYS = ("to", "via", "dev")
 
 
@@ -80,9 +96,16 @@ class _Validator:
                  for node, at in self.node_ats.items()}
         owners = {a.ip: i.node for ifaces in interfaces.values()
                   for i in ifaces.values() for a in i.addresses}
-        steps = StepChecker(ck, interfaces, owners).check(root.key("steps"))
+        steps = StepChecker(ck, interfaces, owners, links, self._base_dir()).check(root.key("steps"))
+        controlled = {s.params.endpoint for s in steps if isinstance(s.params, LinkStep | ImpairStep)}
+        links = [replace(link, controlled=True) if link.a in controlled or link.b in controlled
+                 else link for link in links]
         return Scenario(name=str(name), description=description, nodes=nodes,
                         links=tuple(links), steps=steps, source=ck.source)
+
+    def _base_dir(self) -> Path | None:
+        """Where relative paths of the scenario (a Mahimahi trace) start."""
+        return Path(self.ck.source).resolve().parent if self.ck.source else None
 
     # -- nodes -------------------------------------------------------------------------
 
@@ -184,8 +207,19 @@ class _Validator:
                 d.link = link.path
                 if mtu is not None and d.fields.get("mtu") is None:
                     d.fields["mtu"] = mtu
-            links.append(LinkSpec(a.endpoint, b.endpoint, mtu, link.path))
+            impair = self._impair(link, a.endpoint, b.endpoint) if link.has("impair") else None
+            links.append(LinkSpec(a.endpoint, b.endpoint, mtu, link.path, impair=impair))
         return links
+
+    def _impair(self, link: At, a: Endpoint, b: Endpoint) -> dict[str, Conditions]:
+        """A link's ``impair:``: netem's keys for both directions or per endpoint (SPEC 7)."""
+        at = link.key("impair")
+        if at.value is None:
+            return {}
+        conds, problems = parse_impair(at.value, (str(a), str(b)), at.path, base_dir=self._base_dir())
+        for p in problems:  # the line of the key itself when the parser knows it
+            self.ck.add(_located(at, p.path), p.message)
+        return conds
 
     def _end(self, at: At, link: str) -> Draft | None:
         ck = self.ck

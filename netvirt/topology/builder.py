@@ -19,7 +19,7 @@ import contextlib
 import os
 import resource
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netvirt._aio import unwind
 from netvirt.devices import Device, Macvtap, Veth
@@ -28,7 +28,11 @@ from netvirt.netns import Namespace, netns_path, require_root
 from netvirt.programs import Program, ProgramContext, UserProgram, get_program
 from netvirt.scenario.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario, lab_alias, netns_name
 from netvirt.topology.journal import STATE_ROOT, LabState, remove_journalled_netns, sweep_host_links
+from netvirt.topology.links import find_link, make_impaired, publish_links
 from netvirt.topology.node import Node
+
+if TYPE_CHECKING:
+    from netvirt.impair import ImpairedLink, LinkEnd
 
 #: kinds built in a node's local phase, masters (bridges) first: others may name them
 _LOCAL = sorted((k for k in KINDS.values() if k.phase == "local"), key=lambda k: not k.master)
@@ -79,6 +83,8 @@ class Topology:
         self.programs: dict[tuple[str, str], Program] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._devices: list[Device] = []
+        #: links served by the datapath, by each of their two endpoints ("a:eth0")
+        self.impaired: dict[str, ImpairedLink] = {}
         self._state = LabState(self.lab, root=state_root or STATE_ROOT)
         self._progress = progress
         self._hook = step_hook
@@ -97,6 +103,12 @@ class Topology:
     def device(self, node: str, ifname: str) -> Device:
         """The live device ``ifname`` of ``node`` (narrow with ``isinstance`` for kind methods)."""
         return self.nodes[node].devices[ifname]
+
+    def link(self, endpoint: str) -> LinkEnd:
+        """The link of ``endpoint`` (``"a:eth0"``), seen from that end (SPEC.md section 7):
+        ``impair()``, ``reset()``, ``down()``, ``up()``, ``stats()``."""
+        return find_link(self.impaired, [spec for spec in self.scenario.links if not spec.served],
+                         endpoint)
 
     def program(self, node: str, ifname: str) -> Program:
         """The program running on ``node:ifname`` (its ``counters``, ``wait_ready()``...)."""
@@ -179,6 +191,12 @@ class Topology:
         if na.ns.name is None or nb.ns.name is None:
             self._state.record(op="link", netns=None, ifname=sa.name if na.ns.name is None else sb.name,
                                alias=lab_alias(self.lab))
+        if link.served:
+            served = make_impaired(link, sa, sb, na, nb, lab_alias(self.lab))
+            await served.create()
+            self.impaired[str(link.a)] = self.impaired[str(link.b)] = served
+            na.devices[sa.name], nb.devices[sb.name] = served.taps
+            return
         veth = Veth(
             sa.name, sb.name, netns=na.ns, peer_netns=nb.ns,
             addresses=sa.addresses, peer_addresses=sb.addresses,
@@ -272,6 +290,8 @@ class Topology:
         tmp = self._state.dir / "counters.json.tmp"
         tmp.write_text(json.dumps(data))
         tmp.replace(self._state.dir / "counters.json")
+        if self.impaired:
+            publish_links(self._state.dir, self.impaired)
 
     # -- teardown --------------------------------------------------------
     async def teardown(self) -> None:
@@ -285,6 +305,14 @@ class Topology:
         for task in self._tasks.values():
             with contextlib.suppress(BaseException):
                 await task
+        for served in {id(v): v for v in self.impaired.values()}.values():
+            try:  # the datapath first: its process holds the taps' other fds
+                if any(t.netns.name is None for t in served.taps):
+                    await served.aclose()
+                else:
+                    served.release()
+            except Exception as exc:
+                errors.append(exc)
         for dev in reversed(self._devices):
             try:
                 if dev.netns.name is None:  # host namespace: delete what we made there
