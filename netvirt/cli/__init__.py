@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-w", "--write", required=True, metavar="FILE", help="pcap file to write")
     sp.add_argument("-c", "--count", type=int, default=0, help="stop after N packets")
     sp.add_argument("--seconds", type=float, default=0, help="stop after this many seconds")
+    from netvirt.impair.cli import add_arguments as link_args
+
+    sp = sub.add_parser("link", help="pull, restore or impair a link of a running lab",
+                        description="netvirt link LAB NODE:IFNAME down|up|reset|show|set [--delay 20ms "
+                                    "--loss 1%% --rate 10mbit ...]: conditions apply to what leaves "
+                                    "NODE:IFNAME (--both: both directions); the lab must be running "
+                                    "(up, up --detach, run --keep)")
+    link_args(sp)
     return p
 
 

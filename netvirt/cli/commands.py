@@ -16,7 +16,7 @@ from netvirt.errors import EnvironmentProblem, NoSuchObjectError, UsageError
 def dispatch(args: argparse.Namespace) -> int:
     """Run one verb. Those that need an event loop live in ``live.py``, imported only for them."""
     light: dict[str, Callable[[argparse.Namespace], int]] = {
-        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec,
+        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec, "link": cmd_link,
     }
     if args.verb in light:
         return light[args.verb](args)
@@ -27,6 +27,15 @@ def dispatch(args: argparse.Namespace) -> int:
         "capture": live.cmd_capture,
     }
     return verbs[args.verb](args)
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """``netvirt link LAB ENDPOINT ...``: asks the process that owns the lab (its control socket)."""
+    from netvirt.impair.cli import run
+    from netvirt.scenario.model import check_lab_name
+    from netvirt.topology.journal import STATE_ROOT
+
+    return run(args, STATE_ROOT / check_lab_name(args.lab))
 
 
 # -- helpers ----------------------------------------------------------------

@@ -82,3 +82,12 @@ def status(labs: list[dict[str, Any]]) -> None:
                 if counters:
                     shown = " ".join(f"{k}={v}" for k, v in counters.items())
                     print(f"      program {i.get('program')}: {shown}")
+        for name, link in lab.get("links", {}).items():
+            print(f"  link {name}")
+            if "error" in link:
+                print(f"    served by {link['backend']}: {link['error']}")
+                continue
+            from netvirt.impair.cli import format_stats
+
+            for line in format_stats(link).splitlines():
+                print(f"    {line.strip() if line.startswith('link') else line}")

@@ -17,8 +17,6 @@ from typing import Any
 
 from netvirt.errors import UsageError
 
-from .control import request
-
 __all__ = ["add_arguments", "format_stats", "keys_from_args", "run"]
 
 _SIMPLE = ("delay", "jitter", "distribution", "loss", "duplicate", "corrupt", "rate", "limit", "seed")
@@ -73,6 +71,8 @@ def format_stats(stats: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
+    from .control import request  # not at import: 'netvirt --help' stays light
+
     keys = keys_from_args(args)
     if keys and args.action != "set":
         raise UsageError(f"conditions go with 'set', not {args.action!r}")

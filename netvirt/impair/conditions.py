@@ -274,19 +274,19 @@ def parse_impair(raw: object, endpoints: tuple[str, str], path: str, *,
     """
     if not isinstance(raw, Mapping):
         return {}, [Problem(path, "must be a map of netem keys, or one map per endpoint")]
-    if raw and all(k in endpoints for k in raw):
+    if any(k in endpoints or (isinstance(k, str) and ":" in k) for k in raw):  # per endpoint
         out: dict[str, Conditions] = {}
         problems: list[Problem] = []
         for ep, sub in raw.items():
+            if ep not in endpoints:
+                problems.append(Problem(f"{path}.{ep}", f"{ep!r} is not an endpoint of this link "
+                                                        f"({endpoints[0]}, {endpoints[1]})"))
+                continue
             cond, probs = parse_conditions(sub, f"{path}.{ep}", base_dir=base_dir)
             problems += probs
             if cond is not None:
                 out[ep] = cond
         return out, problems
-    strays = [k for k in raw if isinstance(k, str) and ":" in k and k not in endpoints]
-    if strays:
-        return {}, [Problem(f"{path}.{k}", f"{k!r} is not an endpoint of this link "
-                                           f"({endpoints[0]}, {endpoints[1]})") for k in strays]
     cond, problems = parse_conditions(raw, path, base_dir=base_dir)
     if cond is None:
         return {}, problems

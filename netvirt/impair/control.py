@@ -21,11 +21,12 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netvirt.errors import EnvironmentProblem, NetvirtError, UsageError
 
-from .link import LinkEnd
+if TYPE_CHECKING:
+    from .link import LinkEnd
 
 __all__ = ["CONTROL_NAME", "ControlServer", "request"]
 

@@ -21,7 +21,7 @@ import resource
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from netvirt._aio import unwind
+from netvirt._aio import complete, unwind
 from netvirt.devices import Device, Macvtap, Veth
 from netvirt.kinds import KINDS
 from netvirt.netns import Namespace, netns_path, require_root
@@ -33,6 +33,7 @@ from netvirt.topology.node import Node
 
 if TYPE_CHECKING:
     from netvirt.impair import ImpairedLink, LinkEnd
+    from netvirt.impair.control import ControlServer
 
 #: kinds built in a node's local phase, masters (bridges) first: others may name them
 _LOCAL = sorted((k for k in KINDS.values() if k.phase == "local"), key=lambda k: not k.master)
@@ -85,6 +86,7 @@ class Topology:
         self._devices: list[Device] = []
         #: links served by the datapath, by each of their two endpoints ("a:eth0")
         self.impaired: dict[str, ImpairedLink] = {}
+        self._control: ControlServer | None = None
         self._state = LabState(self.lab, root=state_root or STATE_ROOT)
         self._progress = progress
         self._hook = step_hook
@@ -139,6 +141,11 @@ class Topology:
             await self._phase(self._make_routes, list(s.nodes.values()))
             await self._phase(self._settle, list(s.nodes.values()))
             await self._start_programs()
+            if self.impaired:  # 'netvirt link LAB ...' from any shell asks this process
+                from netvirt.impair.control import CONTROL_NAME, ControlServer
+
+                self._control = ControlServer(self._state.dir / CONTROL_NAME, self.link)
+                await self._control.start()
         except BaseException as exc:
             await unwind(exc, self.teardown())
             raise
@@ -300,6 +307,8 @@ class Topology:
             return
         self._torn_down = True
         errors: list[BaseException] = []
+        if self._control is not None:
+            await complete(self._control.aclose())
         for task in self._tasks.values():
             task.cancel()
         for task in self._tasks.values():

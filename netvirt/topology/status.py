@@ -33,9 +33,11 @@ async def collect(only: str | None = None) -> list[dict[str, Any]]:
             ns_name = None if host else netns_name(lab, node)
             nodes.append({"name": node, "netns": ns_name,
                           "interfaces": await _interfaces(lab, node, ns_name, counters)})
+        from netvirt.topology.links import read_links
+
         out.append({"lab": lab, "pid": info.get("pid"), "alive": owner_alive(info),
                     "ready": bool(info.get("ready")), "scenario": info.get("scenario"),
-                    "nodes": nodes})
+                    "nodes": nodes, "links": read_links(STATE_ROOT / lab)})
     return out
 
 
