@@ -148,3 +148,18 @@ def test_shipped_wan_scenario_validates() -> None:
     s = load(root / "scenarios" / "s8-wan.yaml")
     assert all(link.served for link in s.links)
     assert {st.kind for st in s.steps} >= {"ping", "throughput", "link", "impair"}
+
+
+def test_graph_shows_the_conditions_on_the_links() -> None:
+    from netvirt.scenario.graph import to_dot, to_mermaid
+
+    s = load_text(scenario("""\
+        - endpoints: [a:eth0, b:eth0]
+          impair: {delay: 20ms, loss: 1%}
+        - endpoints: [a:eth1, c:eth0]
+          impair: {a:eth1: {delay: 50ms}}
+        """))
+    dot = to_dot(s)
+    assert "delay 20ms, loss 1%" in dot and "color=blue" in dot
+    assert "a:eth1 -> delay 50ms; c:eth0 -> none" in dot
+    assert "delay 20ms, loss 1%" in to_mermaid(s)
