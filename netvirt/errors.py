@@ -10,7 +10,9 @@ process exit code the CLI uses for it (README, "The command line")::
     ├── EnvironmentProblem            exit 3  the machine cannot do what was asked
     │   ├── NotRootError                      not running as root
     │   ├── UnsupportedError                  a kind or option this kernel lacks
-    │   └── NameTakenError                    a namespace, link or lab name exists already
+    │   ├── NameTakenError                    a namespace, link or lab name exists already
+    │   └── MachineError                      a machine of a lab across machines failed (its
+    │                                         name; exit code that of the failure there)
     ├── KernelError                   exit 3  a netlink request or ioctl failed (errno, op, where)
     │   └── NoSuchObjectError                 ENOENT/ENODEV: namespace or link missing
     └── StepFailed                    exit 1  a scenario check failed
@@ -31,6 +33,7 @@ __all__ = [
     "ClosedResourceError",
     "EnvironmentProblem",
     "KernelError",
+    "MachineError",
     "NameTakenError",
     "NetvirtError",
     "NoSuchObjectError",
@@ -138,3 +141,13 @@ class NoSuchObjectError(KernelError):
 
 class StepFailed(NetvirtError):
     exit_code = 1
+
+
+class MachineError(EnvironmentProblem):
+    """A machine of a lab across machines failed: unreachable, another netvirt version, or
+    its share failed there. ``machine`` names it; ``exit_code`` is the failure's own."""
+
+    def __init__(self, machine: str, message: str, exit_code: int = 3) -> None:
+        super().__init__(f"machine {machine}: {message}")
+        self.machine = machine
+        self.exit_code = exit_code

@@ -18,11 +18,14 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Literal
 
+from netvirt.wire.packets import VNET_HDR_LEN
+
+__all__ = ["MAX_PACKET", "VNET_HDR_LEN", "Framing", "PacketPort", "PacketQueues"]
+
 Framing = Literal["ip", "ether"]
 
 #: Largest packet a read can return: 64 KiB GSO super-packet + vnet header.
 MAX_PACKET = 65536 + 64
-VNET_HDR_LEN = 10
 
 
 class PacketPort:
@@ -43,6 +46,8 @@ class PacketPort:
         self.rx_packets = 0
         self.tx_packets = 0
         self.tx_dropped = 0
+        #: All queues of the device, this one included (set by the device; empty if unknown).
+        self.queues: list[PacketPort] = []
 
     # -- lifecycle -------------------------------------------------------
     def fileno(self) -> int:

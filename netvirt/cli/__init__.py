@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Build virtual networks (tun, tap, veth, bridge, macvlan, macvtap) "
                     "in namespaces from a scenario file, check them, tear them down.",
     )
+    from netvirt import __version__
+
+    p.add_argument("--version", action="version", version=f"netvirt {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="event loop (default uvloop)")
@@ -70,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                                     "NODE:IFNAME (--both: both directions); the lab must be running "
                                     "(up, up --detach, run --keep)")
     link_args(sp)
+    # the machine side of a lab across machines: started by the driver over SSH, JSON lines
+    # on stdin/stdout (netvirt/multi/agent.py); not for direct use
+    sub.add_parser("agent", help="(started by 'run' on each machine of a lab across machines)")
     return p
 
 

@@ -16,7 +16,8 @@ from netvirt.errors import EnvironmentProblem, NoSuchObjectError, UsageError
 def dispatch(args: argparse.Namespace) -> int:
     """Run one verb. Those that need an event loop live in ``live.py``, imported only for them."""
     light: dict[str, Callable[[argparse.Namespace], int]] = {
-        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec, "link": cmd_link,
+        "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec, "agent": cmd_agent,
+        "link": cmd_link,
     }
     if args.verb in light:
         return light[args.verb](args)
@@ -58,6 +59,12 @@ def _load(args: argparse.Namespace) -> Any:
     return scenario
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from netvirt.multi.agent import main
+
+    return main(args.loop)
+
+
 # -- validate / graph ----------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     s = _load(args)
@@ -66,10 +73,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps({"ok": True, "name": s.name, "nodes": len(s.nodes), "interfaces": n_if,
-                          "links": len(s.links), "steps": len(s.steps)}))
+                          "links": len(s.links), "steps": len(s.steps), "machines": list(s.machines)}))
     else:
+        where = f", on machines {', '.join(s.machines)}" if s.machines else ""
         print(f"{args.file}: ok: lab {s.name}: {len(s.nodes)} nodes, {n_if} interfaces, "
-              f"{len(s.links)} links, {len(s.steps)} steps")
+              f"{len(s.links)} links, {len(s.steps)} steps{where}")
     return 0
 
 
@@ -90,6 +98,11 @@ def _node_netns(lab: str, node: str) -> str | None:
     info = read_info(lab)
     if not info:
         raise EnvironmentProblem(f"no lab named {lab!r} is up (see 'netvirt status')")
+    for machine, m in info.get("multi", {}).get("machines", {}).items():
+        if node in m.get("nodes", []):  # a lab across machines: the node is in a share there
+            raise UsageError(f"lab {lab!r} spans machines: node {node!r} is on {machine} ({m['ssh']}), "
+                             f"in its share {m['share']!r}: run 'netvirt exec {m['share']} {node} -- ...' "
+                             "there")
     if node not in info.get("nodes", []):
         raise UsageError(f"lab {lab!r} has no node {node!r}; nodes: {', '.join(info.get('nodes', []))}")
     if node in info.get("host_nodes", []):

@@ -16,7 +16,7 @@ from typing import Any
 from netvirt._aio import complete
 from netvirt.cli import EXIT_INTERRUPTED, output
 from netvirt.cli.commands import _load, _node_netns
-from netvirt.errors import EnvironmentProblem
+from netvirt.errors import EnvironmentProblem, UsageError
 
 
 class _Signals:
@@ -69,6 +69,13 @@ async def _publish(topo: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = _load(args)
+    if scenario.machines:  # a lab across machines: this process is its driver
+        from netvirt.multi import cli as multi
+        from netvirt.multi.machines import MultiScenario
+
+        return _run_async(args, lambda sigs: multi.run(
+            MultiScenario.of(scenario), json_out=args.json, keep=args.keep, loop=args.loop,
+            interrupted=lambda: sigs.received is not None))
     from netvirt.topology.builder import Topology
     from netvirt.topology.steps import run_steps
 
@@ -118,10 +125,17 @@ async def _stay_up(topo: Any) -> None:
     await _publish(topo)
 
 
+def _local_only(scenario: Any, verb: str) -> None:
+    if scenario.machines:
+        raise UsageError(f"'{verb}' builds a lab on this machine only; {scenario.name!r} spans machines "
+                         f"({', '.join(scenario.machines)}): use 'netvirt run --keep' to keep it up")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(args)
     scenario = _load(args)
+    _local_only(scenario, "up")
     from netvirt.topology.builder import Topology
 
     async def go(sigs: _Signals) -> int:
@@ -152,6 +166,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _detach(args: argparse.Namespace) -> int:
     """Start ``up`` in a new session and return once the lab is built."""
     scenario = _load(args)  # report scenario errors here, in the foreground
+    _local_only(scenario, "up --detach")
     from netvirt.netns import require_root
     from netvirt.topology.journal import STATE_ROOT, read_info
 
@@ -188,7 +203,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 
     async def go(sigs: _Signals) -> int:
         code = 0
+        from netvirt.multi.down import is_multi
+
         for name in args.name:
+            if is_multi(name):  # the driver's record of a lab across machines
+                from netvirt.multi import cli as multi
+
+                await multi.down(name, json_out=args.json)
+                continue
             rep = await down_lab(name)
             if not rep.found:
                 print(f"netvirt: error: no lab named {name!r} (see 'netvirt status')", file=sys.stderr)

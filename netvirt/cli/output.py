@@ -73,6 +73,9 @@ def status(labs: list[dict[str, Any]]) -> None:
         state = "up" if lab["alive"] else "DEAD (run 'netvirt down " + lab["lab"] + "')"
         print(f"lab {lab['lab']}  {state}  pid {lab.get('pid')}  {lab.get('scenario') or ''}")
         for node in lab["nodes"]:
+            if node.get("machine"):
+                print(f"  node {node['name']}  (on machine {node['machine']}, share {node['share']})")
+                continue
             print(f"  node {node['name']}  ({node['netns'] or 'host namespace'})")
             for i in node["interfaces"]:
                 addrs = " ".join(i["addresses"])

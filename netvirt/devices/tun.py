@@ -85,6 +85,8 @@ class Tun(PacketQueues, Device):
         fds = await ns.nl(create, orphan)
         framing: Framing = "ether" if self._tap else "ip"
         self.queues = [PacketPort(fd, framing, vnet_hdr=self.vnet_hdr, name=self.name) for fd in fds]
+        for queue in self.queues:  # a program on the device serves every queue
+            queue.queues = self.queues
         self._created = True  # exists now: a configuration failure closes/deletes it
         if self.persist:  # left for an external program: drop our queues
             self._close_queues()

@@ -21,7 +21,8 @@ from typing import Any
 
 from ..errors import Problem, ScenarioError
 from ..scenario.model import ProgramSpec
-from .base import Program, ProgramContext, TunnelProgram
+from ._program import Program, ProgramContext
+from ._tunnel import TunnelProgram
 from .ipip_tunnel import IpipTunnel
 from .pcap import PcapProgram, PcapWriter
 from .responder import Responder

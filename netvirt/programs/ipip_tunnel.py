@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import Problem
-from ..packets import Buffer, ip_plausible
-from .base import ProgramContext, TunnelProgram, parse_ip
+from ..wire.packets import Buffer, ip_plausible
+from ._params import parse_ip
+from ._program import ProgramContext
+from ._tunnel import TunnelProgram
 
 __all__ = ["IpipTunnel"]
 
@@ -45,6 +47,9 @@ class IpipTunnel(TunnelProgram):
     counter_names: ClassVar[tuple[str, ...]] = TunnelProgram.tunnel_counters("ipip")
     allowed_params: ClassVar[frozenset[str]] = frozenset({"local", "remote"})
     required_params: ClassVar[frozenset[str]] = frozenset({"local", "remote"})
+    framings: ClassVar[tuple[str, ...]] = ("ip",)
+    #: The kernel's IP layer handles the outer packet's size (PMTU and all).
+    limit: int = 65515
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any], place: str) -> list[Problem]:

@@ -27,7 +27,8 @@ from collections.abc import Container, Mapping
 from typing import Any, ClassVar
 
 from ..errors import Problem
-from ..packets import (
+from ..packetio import PacketPort
+from ..wire.packets import (
     ANY_ADDRESS,
     VNET_HDR_LEN,
     VNET_ZERO_HDR,
@@ -40,7 +41,8 @@ from ..packets import (
     ndp_advert,
     pack_mac,
 )
-from .base import IPAddress, Program, ProgramContext, parse_ip
+from ._params import IPAddress, parse_ip
+from ._program import Program, ProgramContext
 
 __all__ = ["Responder"]
 
@@ -156,16 +158,16 @@ class Responder(Program):
 
     async def run(self) -> None:
         if self._probe is None:
-            return await self._serve()
+            return await self.serve_ports(self._serve)
         prober = asyncio.ensure_future(self._probe_loop())
         try:
-            await self._serve()
+            await self.serve_ports(self._serve)
         finally:
             prober.cancel()
             await asyncio.gather(prober, return_exceptions=True)
 
-    async def _serve(self) -> None:
-        port, counters = self.port, self.counters
+    async def _serve(self, port: PacketPort) -> None:
+        counters = self.counters
         answer = self._answer_ether if port.framing == "ether" else self._answer_ip
         vnet = port.vnet_hdr
         while True:
@@ -185,6 +187,8 @@ class Responder(Program):
 
     # -- answers (pure: packet in, reply or None out) -------------------------
     def _answer_ip(self, packet: bytes) -> bytes | None:
+        if len(packet) < 20:  # nothing to answer (a bare Ethernet header, a runt)
+            return None
         version = packet[0] >> 4
         if version == 4:
             dst = packet[16:20]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..packets import CLASSES, VNET_HDR_LEN, classify
-from .base import Program
+from ..packetio import PacketPort
+from ..wire.packets import CLASSES, VNET_HDR_LEN, classify
+from ._program import Program
 
 __all__ = ["Sink"]
 
@@ -18,7 +19,10 @@ class Sink(Program):
     counter_names: ClassVar[tuple[str, ...]] = ("rx", "rx_bytes", *(f"rx_{c}" for c in CLASSES))
 
     async def run(self) -> None:
-        port, counters = self.port, self.counters
+        await self.serve_ports(self._serve)
+
+    async def _serve(self, port: PacketPort) -> None:
+        counters = self.counters
         framing, vnet = port.framing, port.vnet_hdr
         keys = {c: f"rx_{c}" for c in CLASSES}
         header = VNET_HDR_LEN if vnet else 0

@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from ..errors import Problem, ScenarioError
-from .base import Program, ProgramContext
+from ._program import Program, ProgramContext
 
 __all__ = ["Handler", "UserProgram"]
 

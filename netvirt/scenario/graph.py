@@ -9,7 +9,10 @@ file (and runs graphviz's ``dot`` for ``.svg`` / ``.png``). Drawing rules:
   served by netvirt's datapath (``impair:``) is a bold blue edge labelled with its
   conditions (per direction when they differ: ``a:eth0 -> delay 50ms``);
 * a bridge port is a bold edge to its bridge;
-* a macvlan / macvtap is joined to its parent by a dashed edge labelled with its mode.
+* a macvlan / macvtap is joined to its parent by a dashed edge labelled with its mode;
+* a lab across machines: each node is filled with its machine's colour and titled with
+  the machine (``machine:`` or where placement puts it); a link between two machines is
+  a dashed blue edge labelled "vxlan".
 """
 
 from __future__ import annotations
@@ -39,10 +42,33 @@ def _label_lines(i: InterfaceSpec) -> list[str]:
     return lines
 
 
+#: fill colours of the machines of a lab across machines, in machines: order
+MACHINE_COLOURS = ("#dbeafe", "#dcfce7", "#fef3c7", "#fce7f3", "#ede9fe", "#ccfbf1", "#ffedd5", "#e5e7eb")
+
+
+def _placement(s: Scenario) -> dict[str, str]:
+    if not s.machines:
+        return {}
+    from netvirt.scenario.placement import place
+
+    return place(s)
+
+
+def _colour(s: Scenario, machine: str) -> str:
+    return MACHINE_COLOURS[list(s.machines).index(machine) % len(MACHINE_COLOURS)]
+
+
 def _edges(s: Scenario) -> list[tuple[str, str, str, str]]:
-    """(from, to, style, label) for links, bridge ports and macvlan parents."""
-    edges = [(str(link.a), str(link.b), "impaired" if link.served else "link", _link_label(link))
-             for link in s.links]
+    """(from, to, style, label) for links, bridge ports and macvlan parents; a link between
+    two machines is a "vxlan" edge, a link served by netvirt's datapath an "impaired" one."""
+    where = _placement(s)
+    edges = []
+    for link in s.links:
+        label = _link_label(link)
+        if where and where[link.a.node] != where[link.b.node]:
+            edges.append((str(link.a), str(link.b), "vxlan", " ".join(x for x in ("vxlan", label) if x)))
+        else:
+            edges.append((str(link.a), str(link.b), "impaired" if link.served else "link", label))
     for i in s.interfaces():
         if i.master:
             edges.append((str(i.endpoint), f"{i.node}:{i.master}", "port", ""))
@@ -64,8 +90,11 @@ def _link_label(link: LinkSpec) -> str:
     return "; ".join(parts)
 
 
-def _node_title(s: Scenario, name: str) -> str:
-    return f"{name} (host namespace)" if s.nodes[name].host else name
+def _node_title(s: Scenario, name: str, where: dict[str, str] | None = None) -> str:
+    title = f"{name} (host namespace)" if s.nodes[name].host else name
+    if where:
+        title += f" (machine {where[name]})"
+    return title
 
 
 # --- DOT -----------------------------------------------------------------------------
@@ -88,16 +117,20 @@ def to_dot(s: Scenario) -> str:
         "  node [fontname=Helvetica, fontsize=10];",
         "  edge [fontname=Helvetica, fontsize=9];",
     ]
+    where = _placement(s)
     for name, node in s.nodes.items():
         out.append(f"  subgraph {_q('cluster_' + name)} {{")
-        out.append(f"    label={_q(_node_title(s, name))}; style=rounded;")
+        fill = (f' style="rounded,filled"; fillcolor="{_colour(s, where[name])}";' if where
+                else " style=rounded;")
+        out.append(f"    label={_q(_node_title(s, name, where))};{fill}")
         for i in node.interfaces.values():
             style = ', style=filled, fillcolor="#eeeeee"' if i.kind == "bridge" else ""
             out.append(f"    {_q(str(i.endpoint))} [label={_qlines(_label_lines(i))}, "
                        f"shape={KINDS[i.kind].dot_shape if i.kind in KINDS else 'box'}{style}];")
         out.append("  }")
     attrs = {"link": "", "impaired": "style=bold, color=blue, fontcolor=blue",
-             "port": "style=bold, color=gray40", "parent": "style=dashed"}
+             "port": "style=bold, color=gray40", "parent": "style=dashed",
+             "vxlan": "style=dashed, color=blue, penwidth=2"}
     for a, b, kind, label in _edges(s):
         parts = [p for p in (attrs[kind], f"label={_q(label)}" if label else "") if p]
         suffix = f" [{', '.join(parts)}]" if parts else ""
@@ -120,15 +153,18 @@ def to_mermaid(s: Scenario) -> str:
     out = ["flowchart LR"]
     if s.description:
         out.insert(0, f"%% {s.name}: {s.description}")
+    where = _placement(s)
     for n, (name, node) in enumerate(s.nodes.items()):
-        out.append(f'  subgraph node{n}["{_mq(_node_title(s, name))}"]')
+        out.append(f'  subgraph node{n}["{_mq(_node_title(s, name, where))}"]')
         for i in node.interfaces.values():
             ident = ids[str(i.endpoint)] = f"if{len(ids)}"
             left, right = KINDS[i.kind].mermaid if i.kind in KINDS else ('["', '"]')
             label = "<br/>".join(_mq(x) for x in _label_lines(i))
             out.append(f"    {ident}{left}{label}{right}")
         out.append("  end")
-    arrows = {"link": "---", "impaired": "---", "port": "===", "parent": "-.-"}
+        if where:
+            out.append(f"  style node{n} fill:{_colour(s, where[name])}")
+    arrows = {"link": "---", "port": "===", "parent": "-.-", "vxlan": "-.-", "impaired": "---"}
     for a, b, kind, label in _edges(s):
         if a not in ids or b not in ids:
             continue

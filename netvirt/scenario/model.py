@@ -45,6 +45,7 @@ __all__ = [
     "InterfaceSpec",
     "LinkStep",
     "LinkSpec",
+    "MachineSpec",
     "NodeSpec",
     "ProgramSpec",
     "RouteSpec",
@@ -183,6 +184,7 @@ class NodeSpec:
     sysctls: Mapping[str, str] = field(default_factory=dict)
     host: bool = False
     place: str = ""
+    machine: str | None = None  # the machine it is on (``machine:``); None: netvirt places it
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class LinkSpec:
     b: Endpoint
     mtu: int | None = None
     place: str = ""
+    line: int | None = None  # its file line: errors found after validation (the split's MTU) name it
     impair: Mapping[str, Conditions] | None = None
     controlled: bool = False
 
@@ -333,8 +336,26 @@ class StepSpec:
 
 
 @dataclass(frozen=True)
+class MachineSpec:
+    """One machine of a lab across machines (``machines:``, SPEC.md section 10)."""
+
+    name: str
+    ssh: str  # [user@]host[:port] or a host of the user's ssh config
+    underlay: IPAddress  # its address that the VXLANs of crossing links use
+    command: str = "netvirt"  # how netvirt is started there
+    mtu: int | None = None  # the underlay's MTU; None: asked from the machine
+    index: int = 0  # position in machines: (names the machine's share <lab>-<k>)
+    place: str = ""
+    line: int | None = None
+
+    @property
+    def share_suffix(self) -> str:
+        return "123456789abcdefghijklmnopqrstuvwxyz"[self.index]
+
+
+@dataclass(frozen=True)
 class Scenario:
-    """A whole validated lab description."""
+    """A whole validated lab description. ``machines`` is empty for a local lab."""
 
     name: str
     description: str
@@ -343,10 +364,15 @@ class Scenario:
     steps: tuple[StepSpec, ...] = ()
     source: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
+    machines: Mapping[str, MachineSpec] = field(default_factory=dict)
 
     def with_name(self, name: str) -> Scenario:
         """The same scenario under another lab name (e.g. a unique one per test)."""
-        return replace(self, name=check_lab_name(name))
+        check_lab_name(name)
+        if self.machines and len(name) > 10:
+            raise UsageError(f"lab name {name!r} is {len(name)} characters long; a lab across machines "
+                             "has at most 10, since each machine's share is named <lab>-<k>")
+        return replace(self, name=name)
 
     def interface(self, ep: Endpoint) -> InterfaceSpec:
         """The interface at ``ep``; ``KeyError`` naming it when there is none."""

@@ -20,6 +20,7 @@ from netvirt.errors import ScenarioError
 from netvirt.impair.conditions import Conditions, parse_impair
 from netvirt.scenario.checker import At, Checker, describe, name_problem
 from netvirt.scenario.interfaces import Draft, check_interface, cross_check
+from netvirt.scenario.machines import check_assigned, check_groups, check_machines, lab_name_problem
 from netvirt.scenario.model import (
     Endpoint,
     ImpairStep,
@@ -45,8 +46,8 @@ def _located(at: At, path: str) -> At:
         cur = cur.key(key)
     return At(None, path, cur.line)
 
-TOP_KEYS = ("name", "description", "nodes", "links", "steps")
-NODE_KEYS = ("interfaces", "routes", "sysctls", "host")
+TOP_KEYS = ("name", "description", "machines", "nodes", "links", "steps")
+NODE_KEYS = ("interfaces", "routes", "sysctls", "host", "machine")
 LINK_KEYS = ("endpoints", "mtu", "impair")
 ROUTE_KEYS = ("to", "via", "dev")
 
@@ -100,8 +101,23 @@ class _Validator:
         controlled = {s.params.endpoint for s in steps if isinstance(s.params, LinkStep | ImpairStep)}
         links = [replace(link, controlled=True) if link.a in controlled or link.b in controlled
                  else link for link in links]
+        machines_at = root.key("machines")
+        machines = check_machines(ck, machines_at)
+        assigned = check_assigned(ck, machines_at, machines, self.node_ats)
+        check_groups(ck, nodes, self.node_ats, assigned)
+        if machines_at.value is not None and isinstance(name, str) and not problem:
+            long_name = lab_name_problem(name)
+            if long_name:
+                ck.add(root.key("name"), long_name)
+        nodes = {n: replace(spec, machine=assigned.get(n)) for n, spec in nodes.items()}
+        for link in links:  # the datapath serves a link inside one machine only
+            if link.served and assigned.get(link.a.node) != assigned.get(link.b.node):
+                ck.add(At(None, f"{link.place}.impair", link.line),
+                       f"{link.a} and {link.b} are on different machines: a link between machines is "
+                       "a vxlan, which netvirt's datapath cannot serve (impair and link steps need "
+                       "both ends on one machine)")
         return Scenario(name=str(name), description=description, nodes=nodes,
-                        links=tuple(links), steps=steps, source=ck.source)
+                        links=tuple(links), steps=steps, source=ck.source, machines=machines)
 
     def _base_dir(self) -> Path | None:
         """Where relative paths of the scenario (a Mahimahi trace) start."""
@@ -208,7 +224,7 @@ class _Validator:
                 if mtu is not None and d.fields.get("mtu") is None:
                     d.fields["mtu"] = mtu
             impair = self._impair(link, a.endpoint, b.endpoint) if link.has("impair") else None
-            links.append(LinkSpec(a.endpoint, b.endpoint, mtu, link.path, impair=impair))
+            links.append(LinkSpec(a.endpoint, b.endpoint, mtu, link.path, link.line, impair=impair))
         return links
 
     def _impair(self, link: At, a: Endpoint, b: Endpoint) -> dict[str, Conditions]:

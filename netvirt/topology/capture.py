@@ -38,7 +38,7 @@ from typing import NamedTuple
 from netvirt.errors import EnvironmentProblem, KernelError, NoSuchObjectError, UsageError
 from netvirt.kinds import ifname_problem
 from netvirt.netns import Namespace, netns_path
-from netvirt.programs.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
+from netvirt.wire.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
 
 __all__ = ["Captured", "capture"]
 

@@ -35,6 +35,9 @@ async def collect(only: str | None = None) -> list[dict[str, Any]]:
                           "interfaces": await _interfaces(lab, node, ns_name, counters)})
         from netvirt.topology.links import read_links
 
+        if "multi" in info:  # the driver of a lab across machines: its shares are on the machines
+            nodes.extend({"name": n, "netns": None, "machine": m, "share": e["share"], "interfaces": []}
+                         for m, e in info["multi"].get("machines", {}).items() for n in e.get("nodes", []))
         out.append({"lab": lab, "pid": info.get("pid"), "alive": owner_alive(info),
                     "ready": bool(info.get("ready")), "scenario": info.get("scenario"),
                     "nodes": nodes, "links": read_links(STATE_ROOT / lab)})

@@ -10,8 +10,8 @@ S4 (``udp-tunnel``) gets, at ``left``'s 172.16.1.11:6000:
       empty payloads, truncated IPv4/IPv6 headers, length fields beyond the
       payload, bad versions, 60 KB payloads, and valid packets: every one is
       counted ``malformed`` or written to the tun (``tun_tx``/``dropped``);
-      then datagrams in the offload wire format (a ``virtio_net_hdr`` with
-      random flags, GSO types and sizes in front of the packet);
+      then datagrams in 0.1.0's offload format (a ``virtio_net_hdr`` with
+      random flags, GSO types and sizes in front of the packet): all malformed;
   (c) on the device side of ``left``: IP packets routed into tun0 (random
       protocols, fragments, options) and arbitrary bytes sent into tun0 with an
       AF_PACKET socket (so the program reads 1-byte, truncated and non-IP
@@ -302,7 +302,10 @@ async def fuzz_device_side(topo: Any, node: str, ifname: str, dst: str, far: Any
         await quiet([near.program, far.program])
         sent_wire, wire_rx = f"{near.program.wire}_tx", f"{far.program.wire}_rx"
         assert near["tun_rx"] >= n
-        assert near[sent_wire] + near["dropped"] == near["tun_rx"], near.program.counters
+        # one wire packet per device packet, unless the tunnel cut one into several
+        if near["segmented"] == 0:
+            assert near[sent_wire] + near["dropped"] == near["tun_rx"], near.program.counters
+        assert near[sent_wire] + near["dropped"] >= near["tun_rx"], near.program.counters
         assert far[wire_rx] == near[sent_wire], (near.program.counters, far.program.counters)
         assert far["rx_foreign"] == 0
         # each datagram is malformed or written (a vnet-headed one maybe as several packets)
@@ -363,7 +366,8 @@ async def test_udp_tunnel_survives_fuzzing() -> None:
             assert counts["malformed"] + counts["tun_tx"] + counts["dropped"] == len(items)
             assert_alive(left, right)
 
-            # (b') from the peer, in the offload wire format (a vnet header first)
+            # (b') from the peer, in 0.1.0's non-standard offload format (a vnet header
+            # first): no longer a wire format, every one is malformed
             counts.mark()
             vnets = vnet_datagrams(rng, 400, "192.168.1.12", "192.168.1.11")
             await paced([udp4_fragments(("172.16.1.12", 6000), local, d, rng.randrange(1, 65536))
@@ -371,9 +375,7 @@ async def test_udp_tunnel_survives_fuzzing() -> None:
                         lambda fragments: send_all(raw, fragments, local[0]),
                         lambda: counts["udp_rx"], "vnet-headed from the peer", left, right)
             assert counts["udp_rx"] == len(vnets) and counts["rx_foreign"] == 0
-            # each is malformed or written (a GSO one as several packets)
-            assert counts["malformed"] + counts["tun_tx"] + counts["dropped"] >= len(vnets)
-            assert counts["malformed"] > 0 and counts["tun_tx"] > 0
+            assert counts["malformed"] == len(vnets) and counts["tun_tx"] == 0
             assert_alive(left, right)
 
             # (c) the device side of left, judged by right
