@@ -163,3 +163,20 @@ def test_graph_shows_the_conditions_on_the_links() -> None:
     assert "delay 20ms, loss 1%" in dot and "color=blue" in dot
     assert "a:eth1 -> delay 50ms; c:eth0 -> none" in dot
     assert "delay 20ms, loss 1%" in to_mermaid(s)
+
+
+def test_no_datapath_on_a_link_between_machines() -> None:
+    text = """\
+name: impm
+machines:
+  m1: {ssh: "root@198.18.0.1", underlay: 198.18.0.1}
+  m2: {ssh: "root@198.18.0.2", underlay: 198.18.0.2}
+nodes:
+  a: {machine: m1, interfaces: {eth0: {addresses: [10.0.0.1/24]}}}
+  b: {machine: m2, interfaces: {eth0: {addresses: [10.0.0.2/24]}}}
+links:
+  - endpoints: [a:eth0, b:eth0]
+    impair: {delay: 5ms}
+"""
+    got = problems(text)
+    assert any(p == "links[0].impair" and "different machines" in m for p, _l, m in got), got
