@@ -22,6 +22,21 @@ from tests.conftest import unique
 
 A_IP, B_IP = "10.231.0.1", "10.231.0.2"
 _HDR = struct.Struct("!IQ")
+SO_TIMESTAMPNS = 35
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 @dataclass
@@ -77,7 +92,8 @@ async def warm_up(a: Namespace, b: Namespace) -> None:
 @dataclass
 class Probes:
     sent: int = 0
-    got: list[tuple[int, int, int]] = field(default_factory=list)  # (seq, sent ns, received ns)
+    #: (seq, sent ns, received ns): CLOCK_REALTIME, the receive time from the kernel (SO_TIMESTAMPNS)
+    got: list[tuple[int, int, int]] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
 
     @property
@@ -97,22 +113,33 @@ async def probe(a: Namespace, b: Namespace, count: int, *, interval: float = 0.0
     res = Probes()
     pad = bytes(max(0, size - _HDR.size))
 
+    rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # the kernel's receive time
+
     async def receive() -> None:
         while True:
-            data = await loop.sock_recv(rx, 65536)
-            now = time.monotonic_ns()
-            seq, t = _HDR.unpack_from(data)
-            res.got.append((seq, t, now))
-            res.payloads.append(data)
+            await _readable(loop, rx)
+            while True:
+                try:
+                    data, anc, _flags, _addr = rx.recvmsg(65536, 64)
+                except (BlockingIOError, InterruptedError):
+                    break
+                now = time.time_ns()
+                for level, kind, value in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", value[:16])
+                        now = sec * 10**9 + nsec
+                seq, t = _HDR.unpack_from(data)
+                res.got.append((seq, t, now))
+                res.payloads.append(data)
 
     task = asyncio.create_task(receive())
     try:
         for i in range(count):
             try:
-                tx.send(_HDR.pack(i, time.monotonic_ns()) + pad)
+                tx.send(_HDR.pack(i, time.time_ns()) + pad)
             except BlockingIOError:
                 await asyncio.sleep(0.001)
-                tx.send(_HDR.pack(i, time.monotonic_ns()) + pad)
+                tx.send(_HDR.pack(i, time.time_ns()) + pad)
             res.sent += 1
             if interval:
                 await asyncio.sleep(interval)

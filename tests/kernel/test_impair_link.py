@@ -45,9 +45,10 @@ async def test_jitter_spreads_delays(pair: Pair) -> None:
     d = res.delays_ms
     assert len(d) == 300
     inside = [x for x in d if 14.9 <= x < 25.5]
-    assert min(d) >= 14.9 and len(inside) >= 0.95 * len(d)  # late outliers: a loaded machine
+    assert min(d) >= 14.9 and len(inside) >= 0.9 * len(d)  # late outliers: a loaded machine
     assert min(d) < 16.5 and max(d) > 23.5  # the window is used
-    assert 2.2 < statistics.pstdev(d) < 3.7  # uniform over +-5 ms: sd 2.89
+    q = statistics.quantiles(d, n=4)
+    assert 3.8 < q[2] - q[0] < 6.5  # uniform over +-5 ms: an interquartile range of 5 ms
     assert res.seqs != sorted(res.seqs)  # jitter without a rate reorders, as in netem
 
 
