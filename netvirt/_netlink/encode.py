@@ -35,7 +35,7 @@ NLM_F_CREATE = 0x400
 
 IFF_UP = 0x1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
-IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 10, 18, 20
+IFLA_MASTER, IFLA_TXQLEN, IFLA_LINKINFO, IFLA_IFALIAS = 10, 13, 18, 20
 IFLA_AF_SPEC, IFLA_NET_NS_FD = 26, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
@@ -95,12 +95,15 @@ class LinkFields(TypedDict, total=False):
     ns_fd: int | None  # move the link into the namespace of this fd
     link: int | None  # parent ifindex (macvlan, macvtap)
     no_ipv6_ll: bool  # addrgenmode none: no IPv6 link-local address
+    txqlen: int | None  # the transmit queue length (a tap: the ring to its fd)
 
 
 def link_attrs(*, ifname: str | None = None, mtu: int | None = None, mac: str | None = None,
                master: int | None = None, alias: str | None = None, ns_fd: int | None = None,
-               link: int | None = None, no_ipv6_ll: bool = False) -> bytes:
+               link: int | None = None, no_ipv6_ll: bool = False, txqlen: int | None = None) -> bytes:
     out = b""
+    if txqlen is not None:
+        out += attr_u32(IFLA_TXQLEN, txqlen)
     if ifname is not None:
         out += attr_str(IFLA_IFNAME, ifname)
     if mtu:

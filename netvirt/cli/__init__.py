@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seconds", type=float, default=0, help="stop after this many seconds")
     sp.add_argument("--no-promisc", dest="promisc", action="store_false",
                     help="only frames addressed to the interface (default: all it sees, as tcpdump)")
+    from netvirt.impair.cli import add_arguments as link_args
+
+    sp = sub.add_parser("link", help="pull, restore or impair a link of a running lab",
+                        description="netvirt link LAB NODE:IFNAME down|up|reset|show|set [--delay 20ms "
+                                    "--loss 1%% --rate 10mbit ...]: conditions apply to what leaves "
+                                    "NODE:IFNAME (--both: both directions); the lab must be running "
+                                    "(up, up --detach, run --keep)")
+    link_args(sp)
     # the machine side of a lab across machines: started by the driver over SSH, JSON lines
     # on stdin/stdout (netvirt/multi/agent.py); not for direct use
     sub.add_parser("agent", help="(started by 'run' on each machine of a lab across machines)")

@@ -18,6 +18,7 @@ def dispatch(args: argparse.Namespace) -> int:
     light: dict[str, Callable[[argparse.Namespace], int]] = {
         "validate": cmd_validate, "graph": cmd_graph, "exec": cmd_exec, "agent": cmd_agent,
         "logs": cmd_logs,
+        "link": cmd_link,
     }
     if args.verb in light:
         return light[args.verb](args)
@@ -28,6 +29,15 @@ def dispatch(args: argparse.Namespace) -> int:
         "capture": live.cmd_capture,
     }
     return verbs[args.verb](args)
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """``netvirt link LAB ENDPOINT ...``: asks the process that owns the lab (its control socket)."""
+    from netvirt.impair.cli import run
+    from netvirt.scenario.model import check_lab_name
+    from netvirt.topology.journal import STATE_ROOT
+
+    return run(args, STATE_ROOT / check_lab_name(args.lab))
 
 
 # -- helpers ----------------------------------------------------------------

@@ -107,3 +107,12 @@ def status(labs: list[dict[str, Any]]) -> None:
                 print(f"    process {p['name']:<12} {p['state']:<8} pid {p['pid']}{code}{more}  {p['cmd']}")
         for f in lab.get("process_failures", []):
             print(f"  FAILED {f}")
+        for name, link in lab.get("links", {}).items():
+            print(f"  link {name}")
+            if "error" in link:
+                print(f"    served by {link['backend']}: {link['error']}")
+                continue
+            from netvirt.impair.cli import format_stats
+
+            for line in format_stats(link).splitlines():
+                print(f"    {line.strip() if line.startswith('link') else line}")

@@ -5,7 +5,9 @@ file (and runs graphviz's ``dot`` for ``.svg`` / ``.png``). Drawing rules:
 
 * each node is a cluster (Mermaid: a subgraph) holding its interfaces, each
   labelled with name, kind, addresses and its program, if any;
-* a link (veth pair) is a solid edge, labelled with its MTU if it sets one;
+* a link (veth pair) is a solid edge, labelled with its MTU if it sets one; a link
+  served by netvirt's datapath (``impair:``) is a bold blue edge labelled with its
+  conditions (per direction when they differ: ``a:eth0 -> delay 50ms``);
 * a bridge port is a bold edge to its bridge;
 * a macvlan / macvtap is joined to its parent by a dashed edge labelled with its mode;
 * a lab across machines: each node is filled with its machine's colour and titled with
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from netvirt.errors import NetvirtError, UnsupportedError, UsageError
 from netvirt.kinds import KINDS
-from netvirt.scenario.model import InterfaceSpec, Scenario
+from netvirt.scenario.model import InterfaceSpec, LinkSpec, Scenario
 
 __all__ = ["render", "to_dot", "to_mermaid"]
 
@@ -58,21 +60,34 @@ def _colour(s: Scenario, machine: str) -> str:
 
 def _edges(s: Scenario) -> list[tuple[str, str, str, str]]:
     """(from, to, style, label) for links, bridge ports and macvlan parents; a link between
-    two machines is a "vxlan" edge."""
+    two machines is a "vxlan" edge, a link served by netvirt's datapath an "impaired" one."""
     where = _placement(s)
     edges = []
     for link in s.links:
-        label = f"mtu {link.mtu}" if link.mtu else ""
+        label = _link_label(link)
         if where and where[link.a.node] != where[link.b.node]:
             edges.append((str(link.a), str(link.b), "vxlan", " ".join(x for x in ("vxlan", label) if x)))
         else:
-            edges.append((str(link.a), str(link.b), "link", label))
+            edges.append((str(link.a), str(link.b), "impaired" if link.served else "link", label))
     for i in s.interfaces():
         if i.master:
             edges.append((str(i.endpoint), f"{i.node}:{i.master}", "port", ""))
         if i.parent is not None:
             edges.append((str(i.endpoint), str(i.parent), "parent", f"{i.kind} {i.mode}"))
     return edges
+
+
+def _link_label(link: LinkSpec) -> str:
+    parts = [f"mtu {link.mtu}"] if link.mtu else []
+    if link.served:
+        conds = link.impair or {}
+        ca, cb = conds.get(str(link.a)), conds.get(str(link.b))
+        if ca == cb:
+            parts.append(ca.describe() if ca is not None else "no conditions yet")
+        else:
+            for ep, c in ((link.a, ca), (link.b, cb)):
+                parts.append(f"{ep} -> {c.describe() if c is not None else 'none'}")
+    return "; ".join(parts)
 
 
 def _node_title(s: Scenario, name: str, where: dict[str, str] | None = None) -> str:
@@ -113,7 +128,8 @@ def to_dot(s: Scenario) -> str:
             out.append(f"    {_q(str(i.endpoint))} [label={_qlines(_label_lines(i))}, "
                        f"shape={KINDS[i.kind].dot_shape if i.kind in KINDS else 'box'}{style}];")
         out.append("  }")
-    attrs = {"link": "", "port": "style=bold, color=gray40", "parent": "style=dashed",
+    attrs = {"link": "", "impaired": "style=bold, color=blue, fontcolor=blue",
+             "port": "style=bold, color=gray40", "parent": "style=dashed",
              "vxlan": "style=dashed, color=blue, penwidth=2"}
     for a, b, kind, label in _edges(s):
         parts = [p for p in (attrs[kind], f"label={_q(label)}" if label else "") if p]
@@ -148,7 +164,7 @@ def to_mermaid(s: Scenario) -> str:
         out.append("  end")
         if where:
             out.append(f"  style node{n} fill:{_colour(s, where[name])}")
-    arrows = {"link": "---", "port": "===", "parent": "-.-", "vxlan": "-.-"}
+    arrows = {"link": "---", "port": "===", "parent": "-.-", "vxlan": "-.-", "impaired": "---"}
     for a, b, kind, label in _edges(s):
         if a not in ids or b not in ids:
             continue

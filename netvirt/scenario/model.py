@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from netvirt.errors import UsageError
+from netvirt.impair.conditions import Conditions
+from netvirt.impair.expect import Bound
 from netvirt.procs.spec import ProcessSpec
 
 __all__ = [
@@ -41,7 +43,9 @@ __all__ = [
     "ExecStep",
     "FdbStep",
     "FileSpec",
+    "ImpairStep",
     "InterfaceSpec",
+    "LinkStep",
     "LinkSpec",
     "MachineSpec",
     "NodeSpec",
@@ -53,6 +57,7 @@ __all__ = [
     "Scenario",
     "StepParams",
     "StepSpec",
+    "ThroughputStep",
     "WaitStep",
 ]
 
@@ -221,13 +226,29 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class LinkSpec:
-    """A veth pair joining endpoints ``a`` and ``b``."""
+    """A link joining endpoints ``a`` and ``b``: a veth pair, or, when it carries
+    ``impair`` (SPEC.md section 7), a tap pair served by netvirt's datapath.
+
+    ``impair`` maps an endpoint (``str(Endpoint)``) to the conditions of what
+    leaves it; ``None``: a plain veth. ``controlled`` is true when a ``link`` or
+    ``impair`` step names the link: it is then served by the datapath too.
+    """
 
     a: Endpoint
     b: Endpoint
     mtu: int | None = None
     place: str = ""
     line: int | None = None  # its file line: errors found after validation (the split's MTU) name it
+    impair: Mapping[str, Conditions] | None = None
+    controlled: bool = False
+
+    @property
+    def served(self) -> bool:
+        """True if netvirt's datapath carries this link (tap pair), False for a veth."""
+        return self.impair is not None or self.controlled
+
+    def has(self, ep: Endpoint) -> bool:
+        return ep in (self.a, self.b)
 
 
 @dataclass(frozen=True)
@@ -239,6 +260,9 @@ class PingStep:
     count: int = 3
     expect: str = "success"  # success | failure
     timeout: float = 1.0  # seconds to wait for each reply
+    interval: float = 0.02  # seconds between echo requests
+    loss: Bound | None = None  # e.g. "<= 15%"; with it, expect success tolerates losses
+    rtt: Mapping[str, Bound] = field(default_factory=dict)  # min, avg, p50, p99, max
 
 
 @dataclass(frozen=True)
@@ -293,11 +317,47 @@ class WaitStep:
     seconds: float
 
 
-StepParams = PingStep | ConnectStep | ExecStep | CountersStep | FdbStep | WaitStep
+@dataclass(frozen=True)
+class LinkStep:
+    """``link``: pull (``down``) or restore (``up``) the link of ``endpoint``."""
+
+    endpoint: Endpoint
+    state: str  # down | up
+
+
+@dataclass(frozen=True)
+class ImpairStep:
+    """``impair``: replace (or ``reset``) the conditions of what leaves ``endpoint``."""
+
+    endpoint: Endpoint
+    conditions: Conditions | None = None
+    reset: bool = False
+    both: bool = False
+
+
+@dataclass(frozen=True)
+class ThroughputStep:
+    """``throughput``: netvirt's own sender (``src``) and receiver (``server``)."""
+
+    src: str
+    to: str
+    address: str
+    port: int
+    server: str
+    proto: str = "tcp"
+    seconds: float = 3.0
+    rate: int | None = None  # UDP: offered bit/s (None: as fast as the socket takes)
+    expect: Bound | None = None  # bit/s
+    loss: Bound | None = None  # UDP
+
+
+StepParams = (PingStep | ConnectStep | ExecStep | CountersStep | FdbStep | WaitStep | LinkStep
+              | ImpairStep | ThroughputStep)
 #: step kind as written in scenarios -> its typed parameters
 STEP_TYPES: dict[str, type[StepParams]] = {
     "ping": PingStep, "connect": ConnectStep, "exec": ExecStep, "counters": CountersStep,
-    "fdb": FdbStep, "wait": WaitStep,
+    "fdb": FdbStep, "wait": WaitStep, "link": LinkStep, "impair": ImpairStep,
+    "throughput": ThroughputStep,
 }
 
 
@@ -313,7 +373,7 @@ class Retry:
 class StepSpec:
     """One check run by ``netvirt run``: its kind and typed, validated parameters."""
 
-    kind: str  # ping | connect | exec | counters | fdb | wait
+    kind: str  # ping | connect | exec | counters | fdb | wait | link | impair | throughput
     params: StepParams
     place: str = ""
     line: int | None = None
@@ -366,6 +426,10 @@ class Scenario:
         if node is None or ep.ifname not in node.interfaces:
             raise KeyError(f"scenario {self.name!r} has no interface {ep}")
         return node.interfaces[ep.ifname]
+
+    def link_of(self, ep: Endpoint) -> LinkSpec | None:
+        """The link that has ``ep`` as an end, if any."""
+        return next((link for link in self.links if link.has(ep)), None)
 
     def interfaces(self) -> list[InterfaceSpec]:
         """Every interface of every node, nodes and interfaces in file order."""

@@ -35,19 +35,30 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from netvirt.scenario.checker import At, Checker, describe, suggest
-from netvirt.scenario.model import STEP_TYPES, Endpoint, InterfaceSpec, Retry, StepParams, StepSpec
+from netvirt.scenario.link_steps import LINK_STEP_KEYS, LINK_STEP_REQUIRED, LinkStepChecks
+from netvirt.scenario.model import (
+    STEP_TYPES,
+    Endpoint,
+    InterfaceSpec,
+    LinkSpec,
+    Retry,
+    StepParams,
+    StepSpec,
+)
 
 STEP_KEYS: dict[str, tuple[str, ...]] = {
-    "ping": ("from", "to", "count", "expect", "timeout"),
+    "ping": ("from", "to", "count", "expect", "timeout", "interval", "loss", "rtt"),
     "connect": ("from", "to", "proto", "bytes", "expect", "timeout"),
     "exec": ("node", "cmd", "expect", "timeout"),
     "counters": ("device", "equals", "at_least", "timeout"),
     "fdb": ("bridge", "mac", "port"),
     "wait": ("seconds",),
+    **LINK_STEP_KEYS,
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "ping": ("from", "to"),
@@ -56,17 +67,21 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "counters": ("device",),
     "fdb": ("bridge", "mac", "port"),
     "wait": ("seconds",),
+    **LINK_STEP_REQUIRED,
 }
 EXPECT = ("success", "failure")
 
 Interfaces = Mapping[str, Mapping[str, InterfaceSpec]]
 
 
-class StepChecker:
-    def __init__(self, ck: Checker, interfaces: Interfaces, owners: Mapping[Any, str]) -> None:
+class StepChecker(LinkStepChecks):
+    def __init__(self, ck: Checker, interfaces: Interfaces, owners: Mapping[Any, str],
+                 links: Sequence[LinkSpec] = (), base_dir: Path | None = None) -> None:
         self.ck = ck
         self.interfaces = interfaces
         self.owners = owners  # ip address -> node holding it
+        self.links = links
+        self.base_dir = base_dir
 
     def check(self, at: At) -> tuple[StepSpec, ...]:
         if at.value is None:
@@ -99,16 +114,19 @@ class StepChecker:
         if kind == "wait" and not isinstance(params.value, dict):
             params = At({"seconds": params.value}, params.path, params.line)
         n = len(self.ck.problems)
-        if not self.ck.mapping(params, STEP_KEYS[kind], f"a {kind} step",
+        if not self.ck.mapping(params, (*STEP_KEYS[kind], "retry"), f"a {kind} step",
                                required=REQUIRED[kind]):
             return None
+        retry = self._retry(params.key("retry")) or retry
         out: dict[str, Any] = getattr(self, f"_{kind}")(params)
         if len(self.ck.problems) > n:
             return None
         return StepSpec(kind, _typed(kind, out), at.path, at.line, retry)
 
     def _retry(self, at: At) -> Retry | None:
-        """``retry: {for: 30s, every: 0.5s}`` (SPEC.md section 8)."""
+        """``retry: {for: 30s, every: 0.5s}`` (SPEC.md section 8); None when absent."""
+        if at.value is None:
+            return None
         if not self.ck.mapping(at, ("for", "every"), "retry", required=("for",)) or "for" not in at.value:
             return None
         from netvirt.procs.spec import SpecError, duration
@@ -177,6 +195,7 @@ class StepChecker:
             "count": self._opt(at, "count", 3, lambda a: self.ck.integer(a, "count", 1, 10000)),
             "expect": self._expect(at),
             "timeout": self._timeout(at, 1.0),
+            **self._ping_extras(at),
         }
 
     def _connect(self, at: At) -> dict[str, Any]:
@@ -189,14 +208,18 @@ class StepChecker:
             "expect": self._expect(at),
             "timeout": self._timeout(at, 5.0),
         }
-        to = at.key("to")
+        self._server(at.key("to"), out)
+        return out
+
+    def _server(self, to: At, out: dict[str, Any]) -> None:
+        """``to: ADDR:PORT`` and the node that owns ADDR (where netvirt listens)."""
         if to.value is None:
-            return out
+            return
         parsed = _host_port(to.value)
         if parsed is None:
             self.ck.add(to, f"to must be ADDR:PORT (e.g. 10.0.0.2:5000 or [fd00::2]:5000) "
                             f"with a port from 1 to 65535, not {describe(to.value)}")
-            return out
+            return
         addr, port = parsed
         server = self.owners.get(addr)
         if server is None:
@@ -204,7 +227,6 @@ class StepChecker:
                             "on the node that owns it, so add it to an interface's addresses")
         host = f"[{addr}]" if addr.version == 6 else str(addr)
         out.update(to=f"{host}:{port}", address=str(addr), port=port, server=server)
-        return out
 
     def _exec(self, at: At) -> dict[str, Any]:
         cmd = self.ck.string(at.key("cmd"), "cmd (a shell command line)") \

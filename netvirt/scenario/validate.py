@@ -14,16 +14,20 @@ from __future__ import annotations
 import ipaddress
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from netvirt.errors import ScenarioError
+from netvirt.impair.conditions import Conditions, parse_impair
 from netvirt.scenario.checker import At, Checker, describe, name_problem, plain_problems
 from netvirt.scenario.interfaces import Draft, check_interface, cross_check
 from netvirt.scenario.machines import check_assigned, check_groups, check_machines, lab_name_problem
 from netvirt.scenario.model import (
     Endpoint,
+    ImpairStep,
     InterfaceSpec,
     LinkSpec,
+    LinkStep,
     NodeSpec,
     RouteSpec,
     Scenario,
@@ -34,9 +38,20 @@ from netvirt.scenario.steps import StepChecker
 
 __all__ = ["validate"]
 
+
+def _located(at: At, path: str) -> At:
+    """``path`` (below ``at``) with the file line of its deepest key that has one."""
+    rel = path[len(at.path):].lstrip(".")
+    cur = at
+    for key in rel.split(".") if rel else ():
+        if not cur.has(key):
+            break
+        cur = cur.key(key)
+    return At(None, path, cur.line)
+
 TOP_KEYS = ("name", "description", "machines", "nodes", "links", "steps", "hosts")
 NODE_KEYS = ("interfaces", "routes", "sysctls", "host", "machine", *PROCESS_NODE_KEYS)
-LINK_KEYS = ("endpoints", "mtu")
+LINK_KEYS = ("endpoints", "mtu", "impair")
 ROUTE_KEYS = ("to", "via", "dev")
 
 
@@ -87,7 +102,10 @@ class _Validator:
                  for node, at in self.node_ats.items()}
         owners = {a.ip: i.node for ifaces in interfaces.values()
                   for i in ifaces.values() for a in i.addresses}
-        steps = StepChecker(ck, interfaces, owners).check(root.key("steps"))
+        steps = StepChecker(ck, interfaces, owners, links, self._base_dir()).check(root.key("steps"))
+        controlled = {s.params.endpoint for s in steps if isinstance(s.params, LinkStep | ImpairStep)}
+        links = [replace(link, controlled=True) if link.a in controlled or link.b in controlled
+                 else link for link in links]
         hosts = root.value.get("hosts", True)
         if not isinstance(hosts, bool):
             ck.add(root.key("hosts"), f"hosts must be true (each node's /etc/hosts names every node) "
@@ -101,9 +119,19 @@ class _Validator:
             if long_name:
                 ck.add(root.key("name"), long_name)
         nodes = {n: replace(spec, machine=assigned.get(n)) for n, spec in nodes.items()}
+        for link in links:  # the datapath serves a link inside one machine only
+            if link.served and assigned.get(link.a.node) != assigned.get(link.b.node):
+                ck.add(At(None, f"{link.place}.impair", link.line),
+                       f"{link.a} and {link.b} are on different machines: a link between machines is "
+                       "a vxlan, which netvirt's datapath cannot serve (impair and link steps need "
+                       "both ends on one machine)")
         return Scenario(name=str(name), description=description, nodes=nodes,
                         links=tuple(links), steps=steps, source=ck.source, machines=machines,
                         hosts=hosts is not False)
+
+    def _base_dir(self) -> Path | None:
+        """Where relative paths of the scenario (a Mahimahi trace) start."""
+        return Path(self.ck.source).resolve().parent if self.ck.source else None
 
     # -- nodes -------------------------------------------------------------------------
 
@@ -211,8 +239,19 @@ class _Validator:
                 d.link = link.path
                 if mtu is not None and d.fields.get("mtu") is None:
                     d.fields["mtu"] = mtu
-            links.append(LinkSpec(a.endpoint, b.endpoint, mtu, link.path, link.line))
+            impair = self._impair(link, a.endpoint, b.endpoint) if link.has("impair") else None
+            links.append(LinkSpec(a.endpoint, b.endpoint, mtu, link.path, link.line, impair=impair))
         return links
+
+    def _impair(self, link: At, a: Endpoint, b: Endpoint) -> dict[str, Conditions]:
+        """A link's ``impair:``: netem's keys for both directions or per endpoint (SPEC 7)."""
+        at = link.key("impair")
+        if at.value is None:
+            return {}
+        conds, problems = parse_impair(at.value, (str(a), str(b)), at.path, base_dir=self._base_dir())
+        for p in problems:  # the line of the key itself when the parser knows it
+            self.ck.add(_located(at, p.path), p.message)
+        return conds
 
     def _end(self, at: At, link: str) -> Draft | None:
         ck = self.ck

@@ -20,9 +20,9 @@ import os
 import resource
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netvirt._aio import unwind
+from netvirt._aio import complete, unwind
 from netvirt.devices import Device, Macvtap, Veth
 from netvirt.errors import EnvironmentProblem
 from netvirt.kinds import KINDS
@@ -40,8 +40,13 @@ from netvirt.topology.journal import (
     remove_journalled_netns,
     sweep_host_links,
 )
+from netvirt.topology.links import find_link, make_impaired, publish_links
 from netvirt.topology.node import Node
 from netvirt.topology.processes import add_loopback_addresses, lab_hosts, node_files, start_processes
+
+if TYPE_CHECKING:
+    from netvirt.impair import ImpairedLink, LinkEnd
+    from netvirt.impair.control import ControlServer
 
 #: kinds built in a node's local phase, masters (bridges) first: others may name them
 _LOCAL = sorted((k for k in KINDS.values() if k.phase == "local"), key=lambda k: not k.master)
@@ -94,6 +99,9 @@ class Topology:
         self.program_errors: dict[str, BaseException] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._devices: list[Device] = []
+        #: links served by the datapath, by each of their two endpoints ("a:eth0")
+        self.impaired: dict[str, ImpairedLink] = {}
+        self._control: ControlServer | None = None
         self._state = LabState(self.lab, root=state_root or STATE_ROOT)
         self._progress = progress
         self._hook = step_hook
@@ -120,6 +128,12 @@ class Topology:
     def device(self, node: str, ifname: str) -> Device:
         """The live device ``ifname`` of ``node`` (narrow with ``isinstance`` for kind methods)."""
         return self.nodes[node].devices[ifname]
+
+    def link(self, endpoint: str) -> LinkEnd:
+        """The link of ``endpoint`` (``"a:eth0"``), seen from that end (SPEC.md section 7):
+        ``impair()``, ``reset()``, ``down()``, ``up()``, ``stats()``."""
+        return find_link(self.impaired, [spec for spec in self.scenario.links if not spec.served],
+                         endpoint)
 
     def program(self, node: str, ifname: str) -> Program:
         """The program running on ``node:ifname`` (its ``counters``, ``wait_ready()``...)."""
@@ -155,6 +169,11 @@ class Topology:
             await self._start_programs()
             if self.processes is not None:
                 await start_processes(self.processes, s, self._step)
+            if self.impaired:  # 'netvirt link LAB ...' from any shell asks this process
+                from netvirt.impair.control import CONTROL_NAME, ControlServer
+
+                self._control = ControlServer(self._state.dir / CONTROL_NAME, self.link)
+                await self._control.start()
         except BaseException as exc:
             await unwind(exc, self.teardown())
             raise
@@ -218,6 +237,12 @@ class Topology:
         if na.ns.name is None or nb.ns.name is None:
             self._state.record(op="link", netns=None, ifname=sa.name if na.ns.name is None else sb.name,
                                alias=lab_alias(self.lab))
+        if link.served:
+            served = make_impaired(link, sa, sb, na, nb, lab_alias(self.lab))
+            await served.create()
+            self.impaired[str(link.a)] = self.impaired[str(link.b)] = served
+            na.devices[sa.name], nb.devices[sb.name] = served.taps
+            return
         veth = Veth(
             sa.name, sb.name, netns=na.ns, peer_netns=nb.ns,
             addresses=sa.addresses, peer_addresses=sb.addresses,
@@ -346,6 +371,8 @@ class Topology:
         tmp = self._state.dir / "counters.json.tmp"
         tmp.write_text(json.dumps(data))
         tmp.replace(self._state.dir / "counters.json")
+        if self.impaired:
+            publish_links(self._state.dir, self.impaired)
 
     # -- teardown --------------------------------------------------------
     async def teardown(self) -> None:
@@ -354,11 +381,21 @@ class Topology:
             return
         self._torn_down = True
         errors: list[BaseException] = []
+        if self._control is not None:
+            await complete(self._control.aclose())
         for task in self._tasks.values():
             task.cancel()
         for task in self._tasks.values():
             with contextlib.suppress(BaseException):
                 await task
+        for served in {id(v): v for v in self.impaired.values()}.values():
+            try:  # the datapath first: its process holds the taps' other fds
+                if any(t.netns.name is None for t in served.taps):
+                    await served.aclose()
+                else:
+                    served.release()
+            except Exception as exc:
+                errors.append(exc)
         try:  # processes go before the namespaces they live in
             if self.processes is not None:
                 await self.processes.close()

@@ -33,6 +33,8 @@ async def collect(only: str | None = None) -> list[dict[str, Any]]:
             ns_name = None if host else netns_name(lab, node)
             nodes.append({"name": node, "netns": ns_name,
                           "interfaces": await _interfaces(lab, node, ns_name, counters)})
+        from netvirt.topology.links import read_links
+
         if "multi" in info:  # the driver of a lab across machines: its shares are on the machines
             nodes.extend({"name": n, "netns": None, "machine": m, "share": e["share"], "interfaces": []}
                          for m, e in info["multi"].get("machines", {}).items() for n in e.get("nodes", []))
@@ -45,7 +47,8 @@ async def collect(only: str | None = None) -> list[dict[str, Any]]:
                                  for p in procs["processes"] if p.get("node") == node["name"]]
         out.append({"lab": lab, "pid": info.get("pid"), "alive": owner_alive(info),
                     "ready": bool(info.get("ready")), "scenario": info.get("scenario"),
-                    "nodes": nodes, "process_failures": procs.get("failures", [])})
+                    "nodes": nodes, "process_failures": procs.get("failures", []),
+                    "links": read_links(STATE_ROOT / lab)})
     return out
 
 

@@ -23,12 +23,16 @@ from netvirt.scenario.model import (
     CountersStep,
     ExecStep,
     FdbStep,
+    ImpairStep,
+    LinkStep,
     PingStep,
     StepSpec,
+    ThroughputStep,
     WaitStep,
 )
 from netvirt.topology.builder import Topology
-from netvirt.topology.probes import ping, tcp_echo_once, tcp_roundtrip, udp_echo, udp_roundtrip
+from netvirt.topology.link_steps import ping_step, run_impair, run_link, run_throughput
+from netvirt.topology.probes import tcp_echo_once, tcp_roundtrip, udp_echo, udp_roundtrip
 
 
 @dataclass
@@ -147,19 +151,13 @@ def _title(step: StepSpec) -> str:
             return f"fdb {p.bridge} {p.mac} on {p.port}"
         case WaitStep():
             return f"wait {p.seconds} s"
+        case LinkStep():
+            return f"link {p.endpoint} {p.state}"
+        case ImpairStep():
+            return f"impair {p.endpoint}" + (" (both)" if p.both else "")
+        case ThroughputStep():
+            return f"throughput {p.proto} {p.src} -> {p.to} {p.seconds:g} s"
     return step.kind
-
-
-async def _ping(topo: Topology, p: PingStep) -> str:
-    n, rtts = await ping(topo, p.src, p.to, count=p.count, timeout=p.timeout)
-    summary = f"{n}/{p.count} replies"
-    if rtts:
-        summary += f", rtt avg {1000 * sum(rtts) / len(rtts):.2f} ms"
-    if p.expect == "success" and n != p.count:
-        raise StepFailed(summary)
-    if p.expect == "failure" and n:
-        raise StepFailed(f"{summary}; expected none")
-    return summary
 
 
 # -- ping, connect ---------------------------------------------------------
@@ -249,6 +247,6 @@ async def _wait(topo: Topology, p: WaitStep) -> str:
 
 
 _RUNNERS: dict[str, Callable[[Topology, Any], Awaitable[str]]] = {
-    "ping": _ping, "connect": _connect, "exec": _exec, "counters": _counters,
-    "fdb": _fdb, "wait": _wait,
+    "ping": ping_step, "connect": _connect, "exec": _exec, "counters": _counters,
+    "fdb": _fdb, "wait": _wait, "link": run_link, "impair": run_impair, "throughput": run_throughput,
 }
