@@ -28,6 +28,7 @@ TUNSETOFFLOAD = 0x400454D0
 TUNGETIFF = 0x800454D2
 TUNSETVNETHDRSZ = 0x400454D8
 TUNSETQUEUE = 0x400454D9
+TUNSETIFINDEX = 0x400454DA
 TUNGETDEVNETNS = 0x000054E3
 
 IFF_TUN = 0x0001
@@ -55,7 +56,7 @@ def _ifreq(name: str, flags: int) -> bytes:
 
 
 def open_queues(name: str, *, tap: bool, queues: int = 1, vnet_hdr: bool = False,
-                offload: bool = False, netns: str | None = None) -> list[int]:
+                offload: bool = False, netns: str | None = None, index: int = 0) -> list[int]:
     """Create tun/tap ``name`` with ``queues`` non-blocking fds (worker thread only)."""
     flags = (IFF_TAP if tap else IFF_TUN) | IFF_NO_PI
     if queues > 1:
@@ -70,6 +71,8 @@ def open_queues(name: str, *, tap: bool, queues: int = 1, vnet_hdr: bool = False
                 fds.append(fd)
                 try:
                     excl = IFF_TUN_EXCL if q == 0 else 0
+                    if q == 0 and index:  # the ifindex of the device TUNSETIFF creates
+                        fcntl.ioctl(fd, TUNSETIFINDEX, struct.pack("I", index))
                     fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | excl))
                 except OSError as exc:
                     # IFF_TUN_EXCL: EBUSY means a device of that name exists (any kind)

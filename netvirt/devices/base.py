@@ -109,6 +109,10 @@ class Device:
         self.master_index: int | None = None
         #: wait in create() until a bridge port is enabled (a builder settles all at once)
         self.wait_port = True
+        #: the ifindex to create the link with (0: the kernel's or the kind's choice). An
+        #: owner that journals the index before the create (the topology does, in the host
+        #: namespace) can then tell this link from any other of its name after a kill -9.
+        self.index_hint = 0
         self.alias = alias
         self.ipv6_linklocal = self.default_ipv6_ll if ipv6_linklocal is None else ipv6_linklocal
         self.ifindex = 0

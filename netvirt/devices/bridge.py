@@ -47,7 +47,7 @@ class Bridge(Device):
         data = self._bridge_data()
 
         def add(nl: Netlink) -> int:
-            index = nl.link_add(self.name, "bridge", data=data, **attrs)
+            index = nl.link_add(self.name, "bridge", index=self.index_hint, data=data, **attrs)
             self.ifindex = index
             self._created = True  # exists now: a configuration failure must delete it
             self._configure(nl, index)

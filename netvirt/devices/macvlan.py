@@ -39,7 +39,8 @@ class Macvlan(Device):
         return cls(spec.name, parent=spec.parent.ifname, mode=spec.mode, **common)
 
     def _new_index(self) -> int:
-        return fresh_ifindex()  # never equal to the parent's (see fresh_ifindex)
+        hint, self.index_hint = self.index_hint, 0  # a retry (macvtap) takes a fresh one
+        return hint or fresh_ifindex()  # never equal to the parent's (see fresh_ifindex)
 
     async def _create_link(self) -> None:
         ns = self.netns

@@ -60,7 +60,8 @@ class Tun(PacketQueues, Device):
 
         def create(nl: Netlink) -> list[int]:
             fds = _tuntap.open_queues(self.name, tap=self._tap, queues=self.n_queues,
-                                      vnet_hdr=self.vnet_hdr, offload=self.offload, netns=ns.name)
+                                      vnet_hdr=self.vnet_hdr, offload=self.offload, netns=ns.name,
+                                      index=self.index_hint)
             try:
                 if self.persist:
                     _tuntap.make_persistent(fds[0], self.name, owner=self.owner,

@@ -70,7 +70,7 @@ class Veth(Device):
         same = pns is ns or (pns.name == ns.name)
         # explicit indexes from the high range: never equal (see fresh_ifindex), and
         # the peer's is known without a lookup
-        index, peer_index = fresh_ifindex(), fresh_ifindex()
+        index, peer_index = self.index_hint or fresh_ifindex(), peer.index_hint or fresh_ifindex()
         # this end can come up in the creating message; the peer cannot (veth_open()
         # of the peer runs before the two ends know each other: ENOTCONN)
         up_now = self.up and self.ipv6_linklocal

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from netvirt._aio import complete, unwind
 from netvirt.devices import Device, Macvtap, Veth
+from netvirt.devices.base import fresh_ifindex
 from netvirt.errors import EnvironmentProblem
 from netvirt.kinds import KINDS
 from netvirt.netns import Namespace, netns_path, require_root
@@ -234,9 +235,13 @@ class Topology:
         sa, sb = self.scenario.interface(link.a), self.scenario.interface(link.b)
         na, nb = self.nodes[link.a.node], self.nodes[link.b.node]
         self._step(f"link {link.a} -- {link.b}")
+        host_index = 0
         if na.ns.name is None or nb.ns.name is None:
+            # journaled first: down knows this link by the index (see _add); the datapath's
+            # taps go with their fds, so they are found by their tag alone
+            host_index = 0 if link.served else fresh_ifindex()
             self._state.record(op="link", netns=None, ifname=sa.name if na.ns.name is None else sb.name,
-                               alias=lab_alias(self.lab))
+                               alias=lab_alias(self.lab), **({"index": host_index} if host_index else {}))
         if link.served:
             served = make_impaired(link, sa, sb, na, nb, lab_alias(self.lab))
             await served.create()
@@ -252,6 +257,8 @@ class Topology:
         )
         if sb.mtu and sb.mtu != (sa.mtu or link.mtu):
             veth.peer.mtu = sb.mtu
+        if host_index:
+            (veth if na.ns.name is None else veth.peer).index_hint = host_index
         self._as_port(veth, na)
         self._as_port(veth.peer, nb)
         await veth.create()
@@ -323,7 +330,13 @@ class Topology:
         self._step(f"{iface.kind} {node.name}:{iface.name}")
         self._as_port(dev, node)
         if node.ns.name is None:
-            self._state.record(op="link", netns=None, ifname=iface.name, alias=lab_alias(self.lab))
+            # in the machine's own namespace the link is journaled with the ifindex it is
+            # created with: a kill -9 between the create and the ifalias leaves a link that
+            # down still knows as this lab's, and a link of that name made by anyone else
+            # (another index) is never taken for it, even if it carries the lab's tag
+            dev.index_hint = fresh_ifindex()
+            self._state.record(op="link", netns=None, ifname=iface.name, alias=lab_alias(self.lab),
+                               index=dev.index_hint)
         await dev.create()
         self._devices.append(dev)
         node.devices[iface.name] = dev

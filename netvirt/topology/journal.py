@@ -236,22 +236,34 @@ def find_holders(gone: dict[int, str], report: DownReport, *, kill: bool) -> Non
 
 
 async def sweep_host_links(lab: str, root: Path = STATE_ROOT, report: DownReport | None = None) -> None:
-    """Delete the host-namespace links the journal names, if they carry this lab's tag."""
-    names = [e["ifname"] for e in read_journal(lab, root) if e.get("op") == "link" and e.get("netns") is None]
-    if not names:
+    """Delete the host-namespace links the journal names, if they are provably this lab's.
+
+    A record with an ``index`` (the ifindex the link was created with, journaled
+    before the create) proves it: a link of that name *and* index is this lab's,
+    tagged yet or not (a kill between the create and the ifalias); a link of that
+    name with another index is someone else's, even if it carries the lab's tag.
+    A record without an index (0.1.0's journals, the datapath's taps) falls back
+    to the tag.
+    """
+    entries = [e for e in read_journal(lab, root) if e.get("op") == "link" and e.get("netns") is None]
+    if not entries:
         return
     tag = lab_alias(lab)
     host = await Namespace.host()
     try:
         def sweep() -> None:
             nl = host.netlink
-            for name in reversed(names):
+            for entry in reversed(entries):
+                name = entry["ifname"]
                 index = nl.find(name)
                 if index is None:
                     continue
-                if nl.link(index).alias != tag:
+                recorded = entry.get("index")
+                ours = index == recorded if recorded else nl.link(index).alias == tag
+                if not ours:
                     if report:
-                        report.skipped.append(f"link {name} (not tagged {tag})")
+                        report.skipped.append(f"link {name} (not the one this lab created)" if recorded
+                                              else f"link {name} (not tagged {tag})")
                     continue
                 with contextlib.suppress(NoSuchObjectError):
                     nl.link_del(index)
