@@ -93,10 +93,10 @@ async def run_step(topo: Topology, step: StepSpec, index: int = 1) -> StepResult
             ok = True
         except StepFailed as exc:
             ok, detail = False, str(exc)
-        except TimeoutError as exc:  # its str() is empty: say what ran out
+        except TimeoutError as exc:  # often with an empty str(): say what ran out
             limit = getattr(step.params, "timeout", None)
-            ok, detail = False, (f"timed out after {limit:g} s" if isinstance(limit, (int, float))
-                                 else f"timed out{': ' + str(exc) if str(exc) else ''}")
+            ok, detail = False, (str(exc) if str(exc) else f"timed out after {limit:g} s"
+                                 if isinstance(limit, (int, float)) else "timed out")
         except (OSError, NetvirtError, KeyError) as exc:  # a failed check, not an aborted run
             ok, detail = False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         retry = step.retry

@@ -212,7 +212,9 @@ def test_validation_is_near_linear_in_the_number_of_nodes() -> None:
     # the best of three each: a loaded machine slows single runs, not the best one
     small = min(cost(500) for _ in range(3))
     large = min(cost(5000) for _ in range(3))
-    assert large < small * 25, (small, large)  # 10x the nodes: well under 100x the time
+    # 10x the nodes: about 10x the time here (YAML parsing dominates); quadratic would be 100x.
+    # The bound is loose because a loaded machine slows the large case more than the small one.
+    assert large < small * 50, (small, large)
 
 
 # -- located, one line, and what the build can do ---------------------------------
