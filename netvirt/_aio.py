@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -44,3 +45,18 @@ async def unwind(first: BaseException, cleanup: Awaitable[object]) -> None:
         pass  # cancelled meanwhile: the cleanup still finished, and `first` propagates
     except Exception as exc:
         first.add_note(f"netvirt: the cleanup after this error failed too: {exc}")
+
+
+async def readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until ``sock`` is readable (uvloop has no sock_recvfrom: use add_reader)."""
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(sock.fileno())

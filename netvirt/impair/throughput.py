@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from netvirt._aio import readable
+
 __all__ = ["SocketMaker", "ThroughputResult", "measure_throughput"]
 
 _SEQ = struct.Struct("!Q")
@@ -57,20 +59,6 @@ def _fmt_bits(bps: float) -> str:
         if bps >= scale:
             return f"{bps / scale:.2f} {unit}"
     return f"{bps:.0f} bit/s"
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    fut: asyncio.Future[None] = loop.create_future()
-
-    def ready() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    loop.add_reader(sock.fileno(), ready)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(sock.fileno())
 
 
 async def measure_throughput(src: SocketMaker, dst: SocketMaker, addr: str, port: int, *,
@@ -149,7 +137,7 @@ async def _udp(src: SocketMaker, dst: SocketMaker, family: int, where: tuple[str
         async def receive() -> None:
             nonlocal first, last, nbytes
             while True:
-                await _readable(loop, rsock)
+                await readable(loop, rsock)
                 while True:
                     try:
                         data = rsock.recv(65536)

@@ -18,6 +18,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from netvirt._aio import readable
 from netvirt.packets import checksum
 
 if TYPE_CHECKING:
@@ -110,20 +111,6 @@ async def tcp_roundtrip(loop: asyncio.AbstractEventLoop, sock: socket.socket, ds
             send.cancel()
             await asyncio.gather(send, return_exceptions=True)
     return bytes(buf)
-
-
-async def readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    """Wait until ``sock`` is readable (uvloop has no sock_recvfrom: use add_reader)."""
-    fut: asyncio.Future[None] = loop.create_future()
-    def ready() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    loop.add_reader(sock.fileno(), ready)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(sock.fileno())
 
 
 async def udp_echo(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:

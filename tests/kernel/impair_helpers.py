@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from netvirt._aio import readable
 from netvirt.impair import Conditions, End, ImpairedLink
 from netvirt.netns import Namespace
 from tests.conftest import unique
@@ -23,20 +24,6 @@ from tests.conftest import unique
 A_IP, B_IP = "10.231.0.1", "10.231.0.2"
 _HDR = struct.Struct("!IQ")
 SO_TIMESTAMPNS = 35
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    fut: asyncio.Future[None] = loop.create_future()
-
-    def ready() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    loop.add_reader(sock.fileno(), ready)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(sock.fileno())
 
 
 @dataclass
@@ -117,7 +104,7 @@ async def probe(a: Namespace, b: Namespace, count: int, *, interval: float = 0.0
 
     async def receive() -> None:
         while True:
-            await _readable(loop, rx)
+            await readable(loop, rx)
             while True:
                 try:
                     data, anc, _flags, _addr = rx.recvmsg(65536, 64)
