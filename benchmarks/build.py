@@ -195,7 +195,8 @@ print('NVBRESULT ' + json.dumps(dict(build=t2 - t0, construct=t1 - t0, start=t2 
 
 
 def mininet_available() -> bool:
-    if not os.path.exists(MININET_PY):
+    """Mininet under Debian's Python, and brctl for its LinuxBridge (package bridge-utils)."""
+    if not os.path.exists(MININET_PY) or shutil.which("brctl") is None:
         return False
     res = subprocess.run([MININET_PY, "-c", "import mininet.nodelib"], capture_output=True)
     return res.returncode == 0
@@ -231,7 +232,7 @@ def run(args: argparse.Namespace, rep: Report) -> None:
     use_mn = not args.no_mininet and not args.smoke and mininet_available()
     if not use_mn and not args.no_mininet and not args.smoke:
         rep.note("Mininet anchor skipped: 'import mininet' fails under /usr/bin/python3 "
-                 "(apt-get install mininet)")
+                 "or brctl is missing (apt-get install mininet bridge-utils)")
     lab = f"{args.prefix}n"
     runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     workdir = tempfile.mkdtemp(prefix="nvb-build.")

@@ -93,3 +93,21 @@ def test_exec_smoke() -> None:
     doc, _ = run_benchmark("exec")
     r = results(doc)
     assert 0 < r["exec-launcher-uvloop"]["median"] < 5 and 0 < r["exec-ipnetns-asyncio"]["median"] < 5
+
+
+@pytest.mark.root
+def test_job_smoke() -> None:
+    doc, text = run_benchmark("job")
+    res = results(doc)
+    for side in ("netvirt", "ipbatch"):
+        job, build = res[f"{side}-N4-job"], res[f"{side}-N4-build"]
+        assert job["n"] == 1 and 0 < job["median"] < 30, job
+        # the whole job (process start to exit) holds the build, never less
+        assert 0 < build["median"] < job["median"], (build, job)
+        assert res[f"{side}-N4-cpu"]["median"] > 0
+        assert all(d["ping_ok"] for d in doc["runs"][f"{side}-N4"])
+    assert 0 < res["ipbatch-N4-root"]["median"] < res["ipbatch-N4-build"]["median"]
+    ratios = {r["name"]: r for r in doc["ratios"]}
+    assert ratios["job-N4 netvirt/ip-batch"]["value"] > 0
+    assert "mininet-N4-job" not in res  # smoke mode never needs Mininet
+    assert "RATIO job-N4 netvirt/ip-batch: " in text
