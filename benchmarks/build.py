@@ -158,7 +158,8 @@ async def netvirt_once(scenario: Any, lab: str, n: int) -> dict[str, Any]:
 
 
 # -- Mininet (as bench/03_mininet.py) ------------------------------------
-_MININET_CHILD = r"""
+#: the star in Mininet's terms (argv: tag, n), for the child scripts of this and benchmarks/job.py
+MININET_STAR = r"""
 import json, sys, time
 from mininet.log import setLogLevel
 from mininet.net import Mininet
@@ -171,6 +172,9 @@ class Star(Topo):
         for i in range(1, n + 1):
             self.addLink(self.addHost(tag + 'h%d' % i), sw)
 setLogLevel('error')
+"""
+
+_MININET_CHILD = MININET_STAR + r"""
 t0 = time.perf_counter()
 net = Mininet(topo=Star(n=n), switch=LinuxBridge, controller=None, ipBase='10.78.0.0/16',
               autoSetMacs=False, waitConnected=False)

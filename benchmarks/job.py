@@ -46,7 +46,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.build import MININET_PY, SCENARIO, host_addr, mininet_available, mininet_tag
+from benchmarks.build import MININET_PY, MININET_STAR, SCENARIO, host_addr, mininet_available, mininet_tag
 from benchmarks.common import (
     REPO,
     Report,
@@ -97,19 +97,7 @@ echo "T5 $EPOCHREALTIME" >&2
 [ "$ok" = 1 ] || { echo "ping $P-h1 -> $LAST failed" >&2; exit 2; }
 """
 
-_MININET_JOB = r"""
-import sys
-from mininet.log import setLogLevel
-from mininet.net import Mininet
-from mininet.nodelib import LinuxBridge
-from mininet.topo import Topo
-tag, n = sys.argv[1], int(sys.argv[2])
-class Star(Topo):
-    def build(self, n=2):
-        sw = self.addSwitch(tag + 's1')
-        for i in range(1, n + 1):
-            self.addLink(self.addHost(tag + 'h%d' % i), sw)
-setLogLevel('error')
+_MININET_JOB = MININET_STAR + r"""
 net = Mininet(topo=Star(n=n), switch=LinuxBridge, controller=None, ipBase='10.78.0.0/16',
               autoSetMacs=False, waitConnected=False)
 ok = False

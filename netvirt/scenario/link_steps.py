@@ -27,7 +27,7 @@ from typing import Any
 from netvirt.impair.conditions import KEYS, parse_conditions
 from netvirt.impair.expect import Bound, parse_bound
 from netvirt.impair.units import parse_rate, parse_time
-from netvirt.scenario.checker import At, Checker, describe
+from netvirt.scenario.checker import At, Checker
 from netvirt.scenario.model import Endpoint, LinkSpec
 
 __all__ = ["LINK_STEP_KEYS", "RTT_KEYS", "LinkStepChecks"]
@@ -51,16 +51,11 @@ class LinkStepChecks:
     def _opt(self, at: At, key: str, default: Any, check: Any) -> Any: ...  # from StepChecker
     def _node(self, at: At) -> str | None: ...
     def _server(self, to: At, out: dict[str, Any]) -> None: ...
+    def _parse_endpoint(self, at: At, what: str) -> Endpoint | None: ...
 
     def _link_end(self, at: At) -> Endpoint | None:
-        if at.value is None:
-            return None
-        try:
-            ep = Endpoint.parse(at.value) if isinstance(at.value, str) else None
-        except ValueError:
-            ep = None
+        ep = self._parse_endpoint(at, "endpoint")
         if ep is None:
-            self.ck.add(at, f"endpoint must be NODE:IFNAME, not {describe(at.value)}")
             return None
         if not any(link.has(ep) for link in self.links):
             self.ck.add(at, f"{ep} is not an end of any link under links")

@@ -150,7 +150,8 @@ class StepChecker(LinkStepChecks):
                         f"{suggest(str(at.value), self.interfaces)}")
         return None
 
-    def _endpoint(self, at: At, what: str) -> InterfaceSpec | None:
+    def _parse_endpoint(self, at: At, what: str) -> Endpoint | None:
+        """``at`` as NODE:IFNAME (None: absent, or a problem added)."""
         if at.value is None:
             return None
         try:
@@ -159,6 +160,11 @@ class StepChecker(LinkStepChecks):
             ep = None
         if ep is None:
             self.ck.add(at, f"{what} must be NODE:IFNAME, not {describe(at.value)}")
+        return ep
+
+    def _endpoint(self, at: At, what: str) -> InterfaceSpec | None:
+        ep = self._parse_endpoint(at, what)
+        if ep is None:
             return None
         if ep.node not in self.interfaces:
             self.ck.add(at, f"node {describe(ep.node)} of {describe(str(ep))} is not defined under nodes")
