@@ -66,7 +66,7 @@ async def run_steps(topo: Topology, steps: tuple[StepSpec, ...] | None = None, *
         results.append(result)
 
     def program_deaths() -> None:
-        for key, exc in getattr(topo, "program_errors", {}).items():
+        for key, exc in topo.program_errors.items():
             if key not in reported:
                 reported.add(key)
                 add(StepResult(len(results) + 1, "program", f"program on {key}", False,
