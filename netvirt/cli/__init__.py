@@ -94,7 +94,18 @@ class Interrupted(BaseException):
     """SIGTERM (or SIGINT) outside the event loop: unwinds like KeyboardInterrupt."""
 
 
+#: signals that came once the work was over (or while it was being unwound): they only
+#: change the exit code. Set by the handler itself, so that it raises at most once.
+_late: list[int] = []
+_finishing = False
+
+
 def _raise_interrupted(sig: int, frame: object) -> None:
+    global _finishing
+    if _finishing:
+        _late.append(sig)
+        return
+    _finishing = True  # before the raise: a second signal cannot interrupt the unwinding
     raise Interrupted(sig)
 
 
@@ -109,29 +120,28 @@ def _guard_signals() -> None:
     signal.signal(signal.SIGTERM, _raise_interrupted)
 
 
-def _late_signals() -> list[int]:
-    """After the work is done, a signal changes nothing but the exit code: 130."""
-    received: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda s, f: received.append(s))
-    return received
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    global _finishing
     _guard_signals()
+    caught = False
     try:
         code = _main(argv)
-    except (KeyboardInterrupt, Interrupted):
-        code = EXIT_INTERRUPTED
-        print("netvirt: interrupted", file=sys.stderr)
-    late = _late_signals()
+        _finishing = True  # inside the try: a signal before this line is caught below
+    except BaseException as exc:
+        # the handler sets _finishing when it raises: then whatever escapes is that signal,
+        # also when the raise came inside an import and was wrapped (a class body wraps
+        # exceptions of __set_name__ in RuntimeError)
+        if not (_finishing or isinstance(exc, KeyboardInterrupt)):
+            raise
+        _finishing = True
+        caught, code = True, EXIT_INTERRUPTED
     with contextlib.suppress(BaseException):
         sys.stdout.flush()
     # ignored from here to the end: the interpreter's finalization resets Python-level
     # handlers to the default action (death by signal), but leaves SIG_IGN alone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if late and code != EXIT_INTERRUPTED:
+    if caught or (_late and code != EXIT_INTERRUPTED):  # a verb that returned 130 said so
         print("netvirt: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
     return code
