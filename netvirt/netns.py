@@ -34,7 +34,7 @@ import socket
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from netvirt import _sys
@@ -419,6 +419,58 @@ class Namespace:
 
     async def __aexit__(self, *exc: object) -> None:
         await complete(self.close())
+
+
+async def create_namespaces(names: Sequence[str], *, tag: str | None = None,
+                            workers: int = 2) -> list[tuple[Namespace, Rtnl]]:
+    """Create namespaces ``names`` as :meth:`Namespace.create` does, many per hand-off.
+
+    ``workers`` pool threads each create their share one after the other in one call
+    (``unshare`` needs no return home in between), instead of one strand call per
+    namespace. Each comes with the netlink socket its creation opened inside it, handed
+    to the caller, who uses it from one thread at a time and closes it (a builder's
+    bulk work, see ``netvirt.topology.bulk``). All or nothing: after any failure or a
+    cancellation, every namespace made is closed and removed once the workers have
+    stopped, and the first error is raised.
+    """
+    require_root("creating a network namespace")
+    made = [Namespace(name, owned=True) for name in names]
+    socks: dict[int, Rtnl] = {}
+    stop = threading.Event()
+
+    def share(part: list[Namespace]) -> None:
+        try:
+            for ns in part:
+                if stop.is_set():
+                    return
+                ns._create_here(tag)
+                socks[id(ns)], ns._rtnl = ns._rtnl, None  # type: ignore[assignment]
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            _sys.setns(_home_fd)
+
+    pool = _shared_pool()
+    workers = max(1, min(workers, len(made)))
+    futs = [asyncio.wrap_future(pool.submit(share, made[i::workers])) for i in range(workers)]
+    try:
+        results = await complete(asyncio.gather(*futs, return_exceptions=True))
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+    except BaseException as exc:
+        stop.set()
+
+        async def drop() -> None:
+            await asyncio.gather(*futs, return_exceptions=True)  # the workers have stopped
+            for rtnl in socks.values():
+                rtnl.close()
+            await asyncio.gather(*(ns.close() for ns in made), return_exceptions=True)
+
+        await unwind(exc, drop())
+        raise
+    return [(ns, socks[id(ns)]) for ns in made]
 
 
 def _run_orphan(fut: cf.Future[T], orphan: Callable[[T], object]) -> None:

@@ -56,8 +56,11 @@ def _run_async(args: argparse.Namespace, fn: Callable[[_Signals], Awaitable[int]
                 return EXIT_INTERRUPTED
             raise
 
+    import gc
+
     from netvirt.cli import _guard_signals
 
+    gc.freeze()  # what start-up made lives to the end: later collections need not walk it
     try:
         if args.loop == "uvloop":
             import uvloop

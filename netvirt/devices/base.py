@@ -131,6 +131,11 @@ class Device:
             raise RuntimeError(f"{self.name}: not created yet")
         return self._ns
 
+    def bind_netns(self, ns: Namespace) -> None:
+        """Live in ``ns`` (not opened here, never closed here) without :meth:`create`'s
+        await: for a bulk builder that creates the link itself (``netvirt.topology.bulk``)."""
+        self._ns, self._own_ns_handle = ns, False
+
     # -- lifecycle -------------------------------------------------------
     async def create(self) -> Self:
         if self._created:

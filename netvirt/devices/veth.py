@@ -19,7 +19,6 @@ from netvirt.devices.base import (
     fresh_ifindex,
     resolve_netns,
 )
-from netvirt.netns import Namespace
 
 
 class VethPeer(Device):
@@ -66,37 +65,47 @@ class Veth(Device):
         ns = self.netns
         peer = self.peer
         peer._ns, peer._own_ns_handle = await resolve_netns(peer._netns_arg)
-        pns: Namespace = peer._ns
+        self.ifindex = await ns.nl(self.add_here, lambda nl, index: nl.link_del(index))
+        self._created = peer._created = True  # exists now: a configuration failure deletes it
+        await peer.netns.nl(lambda nl: nl.request(self.peer_requests(nl)))
+
+    def add_here(self, nl: Netlink) -> int:
+        """Create the pair and configure this end, over ``nl`` (a socket in this end's
+        namespace, on the thread that owns it); return this end's ifindex. The peer's
+        configuration is :meth:`peer_requests`, sent in the peer's namespace.
+
+        For bulk builders (``netvirt.topology.bulk``); :meth:`create` does both itself.
+        """
+        ns, peer = self.netns, self.peer
+        pns = peer.netns
         same = pns is ns or (pns.name == ns.name)
         # explicit indexes from the high range: never equal (see fresh_ifindex), and
         # the peer's is known without a lookup
-        index, peer_index = self.index_hint or fresh_ifindex(), peer.index_hint or fresh_ifindex()
+        index = self.index_hint or fresh_ifindex()
+        peer.ifindex = peer.index_hint or fresh_ifindex()
         # this end can come up in the creating message; the peer cannot (veth_open()
         # of the peer runs before the two ends know each other: ENOTCONN)
         up_now = self.up and self.ipv6_linklocal
         done = frozenset({"mtu", "mac", "master"} | ({"up"} if up_now else set()))
-        peer_done = frozenset({"mtu", "mac"})
-        peer_data = _nlmsg.veth_peer(index=peer_index, ifname=peer.name, mtu=peer.mtu,
+        peer_data = _nlmsg.veth_peer(index=peer.ifindex, ifname=peer.name, mtu=peer.mtu,
                                      mac=peer.mac, ns_fd=None if same else pns.fileno())
+        master = (self.master_index or nl.ifindex(self.master)) if self.master else None
+        msg = _nlmsg.new_link("veth", index=index, up=up_now, data=peer_data, ifname=self.name,
+                              mtu=self.mtu, mac=self.mac, master=master)
+        # create and configure this end in one batch; if a request after the
+        # creation failed, the pair exists: delete it before raising
+        try:
+            nl.request([Req(msg, "create veth", self.name), *self._config_reqs(nl, index, done)])
+        except Exception as exc:
+            if getattr(exc, "batch_index", 0) > 0:
+                nl.link_del(index)
+            raise
+        return index
 
-        def add(nl: Netlink) -> int:
-            master = (self.master_index or nl.ifindex(self.master)) if self.master else None
-            msg = _nlmsg.new_link("veth", index=index, up=up_now, data=peer_data, ifname=self.name,
-                                  mtu=self.mtu, mac=self.mac, master=master)
-            # create and configure this end in one batch; if a request after the
-            # creation failed, the pair exists: delete it before raising
-            try:
-                nl.request([Req(msg, "create veth", self.name), *self._config_reqs(nl, index, done)])
-            except Exception as exc:
-                if getattr(exc, "batch_index", 0) > 0:
-                    nl.link_del(index)
-                raise
-            return index
-
-        self.ifindex = await ns.nl(add, lambda nl, index: nl.link_del(index))
-        self._created = peer._created = True  # exists now: a configuration failure deletes it
-        peer.ifindex = peer_index
-        await pns.nl(lambda nl: nl.request(peer._config_reqs(nl, peer_index, peer_done)))
+    def peer_requests(self, nl: Netlink) -> list[Req]:
+        """The requests that finish the peer end (after :meth:`add_here`), for ``nl`` in
+        the peer's namespace."""
+        return self.peer._config_reqs(nl, self.peer.ifindex, frozenset({"mtu", "mac"}))
 
     async def _after_create(self) -> None:
         self.peer.wait_port = self.wait_port

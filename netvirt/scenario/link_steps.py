@@ -114,7 +114,7 @@ class LinkStepChecks:
         return out
 
     def _ping_extras(self, at: At) -> dict[str, Any]:
-        out: dict[str, Any] = {"interval": 0.02, "loss": self._bound(at.key("loss"), "percent"),
+        out: dict[str, Any] = {"interval": None, "loss": self._bound(at.key("loss"), "percent"),
                                "rtt": {}}
         if at.has("interval"):
             v = at.value["interval"]

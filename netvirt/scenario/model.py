@@ -260,7 +260,7 @@ class PingStep:
     count: int = 3
     expect: str = "success"  # success | failure
     timeout: float = 1.0  # seconds to wait for each reply
-    interval: float = 0.02  # seconds between echo requests
+    interval: float | None = None  # seconds between echo requests (None: adaptive, see probes.ping)
     loss: Bound | None = None  # e.g. "<= 15%"; with it, expect success tolerates losses
     rtt: Mapping[str, Bound] = field(default_factory=dict)  # min, avg, p50, p99, max
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import resource
 from collections.abc import Callable, Coroutine
@@ -27,12 +28,13 @@ from netvirt.devices import Device, Macvtap, Veth
 from netvirt.devices.base import fresh_ifindex
 from netvirt.errors import EnvironmentProblem
 from netvirt.kinds import KINDS
-from netvirt.netns import Namespace, netns_path, require_root
+from netvirt.netns import Namespace, create_namespaces, netns_path, require_root
 from netvirt.procs.lab import LabProcesses
 from netvirt.procs.launch import ProcessError
 from netvirt.procs.stop import close_lab_cgroup, open_lab_cgroup
 from netvirt.programs import Program, ProgramContext, UserProgram, get_program
 from netvirt.scenario.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario, lab_alias, netns_name
+from netvirt.topology.bulk import Crew
 from netvirt.topology.journal import (
     STATE_ROOT,
     DownReport,
@@ -80,6 +82,16 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+async def _together(work: list[Coroutine[Any, Any, Any]]) -> None:
+    """Run ``work`` concurrently; on failure cancel the rest, raise the first error."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for coro in work:
+                tg.create_task(coro)
+    except BaseExceptionGroup as group:
+        raise _first_leaf(group) from None
+
+
 def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup):
@@ -113,6 +125,7 @@ class Topology:
         self._cgroup: Any = None
         self.processes: LabProcesses | None = None  # the lab's processes (SPEC.md section 9)
         self._hosts: Any = None  # the lab's /etc/hosts, hard-linked into every node's view
+        self._crew: Crew | None = None  # the bulk path's workers, during the build (bulk.py)
 
     def __repr__(self) -> str:
         return f"<Topology {self.lab} nodes={len(self.nodes)}>"
@@ -157,16 +170,21 @@ class Topology:
                        - len(s.links) + sum(len(n.routes) for n in s.nodes.values()))
         self._state.claim(scenario=s.source, detail={
             "nodes": sorted(s.nodes), "host_nodes": sorted(n for n, spec in s.nodes.items() if spec.host)})
+        # the build makes many small objects and no garbage cycles: a collection every 700
+        # allocations walked them all again and again (3% of a 200-node build)
+        gc_enabled = gc.isenabled()
+        gc.disable()
         try:
             self._cgroup = open_lab_cgroup(self.lab, self._state.record)  # every process of the lab
             self.processes = LabProcesses(self._state.dir, journal=self._state.record,
                                           cgroup_parent=self._cgroup)
-            await self._phase(self._make_node, list(s.nodes.values()))
+            await self._make_nodes()
             await self._phase(self._make_local, list(s.nodes.values()))
-            await self._phase(self._make_link, list(s.links))
+            await self._make_links()
             await self._phase(self._make_children, list(s.nodes.values()))
             await self._phase(self._make_routes, list(s.nodes.values()))
-            await self._phase(self._settle, list(s.nodes.values()))
+            await self._settle_all()
+            self._close_crew()
             await self._start_programs()
             if self.processes is not None:
                 await start_processes(self.processes, s, self._step)
@@ -178,16 +196,14 @@ class Topology:
         except BaseException as exc:
             await unwind(exc, self.teardown())
             raise
+        finally:
+            if gc_enabled:
+                gc.enable()
         self._built = True
 
     async def _phase(self, fn: Callable[[Any], Coroutine[Any, Any, None]], items: list[Any]) -> None:
         """Run ``fn`` over ``items`` concurrently; on failure cancel the rest, raise the first error."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for item in items:
-                    tg.create_task(fn(item))
-        except BaseExceptionGroup as group:
-            raise _first_leaf(group) from None
+        await _together([fn(item) for item in items])
 
     def _step(self, what: str) -> None:
         self._steps += 1
@@ -197,15 +213,28 @@ class Topology:
             self._progress(min(self._steps, self._total), self._total, what)
 
     # -- phases ----------------------------------------------------------
-    async def _make_node(self, spec: NodeSpec) -> None:
-        self._step(f"node {spec.name}")
-        if spec.host:
-            ns = await Namespace.host()
-        else:
-            name = netns_name(self.lab, spec.name)
+    async def _make_nodes(self) -> None:
+        """The host's nodes one by one; the lab's namespaces in bulk (``bulk.py``), each
+        journalled before it exists."""
+        specs = list(self.scenario.nodes.values())
+        hosts = [spec for spec in specs if spec.host]
+        own = [spec for spec in specs if not spec.host]
+        for spec in hosts:
+            self._step(f"node {spec.name}")
+            self._add_node(spec, await Namespace.host())
+        if not own:
+            return
+        names = [netns_name(self.lab, spec.name) for spec in own]
+        for spec, name in zip(own, names, strict=True):
+            self._step(f"node {spec.name}")
             self._state.record(op="netns", name=name)
-            ns = await Namespace.create(name, tag=lab_alias(self.lab))
+        pairs = await create_namespaces(names, tag=lab_alias(self.lab))
+        self._crew = Crew(pairs)
+        for spec, name, (ns, _sock) in zip(own, names, pairs, strict=True):
             self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
+            self._add_node(spec, ns)
+
+    def _add_node(self, spec: NodeSpec, ns: Namespace) -> None:
         assert self.processes is not None
         links = {}
         if self.scenario.hosts and "hosts" not in spec.files:
@@ -231,6 +260,55 @@ class Topology:
                         common["mac"] = stable_mac(self.lab, node.name, iface.name)
                     await self._add(node, iface, kind.driver_class().from_spec(iface, **common))
 
+    async def _make_links(self) -> None:
+        """Plain veth links between two of the lab's namespaces in bulk, the rest one by one."""
+        crew = self._crew
+        bulk: list[LinkSpec] = []
+        single: list[LinkSpec] = []
+        for link in self.scenario.links:
+            na, nb = self.nodes[link.a.node], self.nodes[link.b.node]
+            plain = not link.served and crew is not None and crew.owns(na.ns) and crew.owns(nb.ns)
+            (bulk if plain else single).append(link)
+        work = [self._make_link(link) for link in single]
+        if bulk:
+            assert crew is not None
+            work.append(self._make_bulk_links(crew, bulk))
+        await _together(work)
+
+    async def _make_bulk_links(self, crew: Crew, links: list[LinkSpec]) -> None:
+        veths = []
+        for link in links:
+            self._step(f"link {link.a} -- {link.b}")
+            veth = self._veth(link)
+            veth.bind_netns(self.nodes[link.a.node].ns)
+            veth.peer.bind_netns(self.nodes[link.b.node].ns)
+            veths.append(veth)
+        try:
+            await crew.make_veths(veths)
+        finally:  # what exists is torn down with the lab (its namespaces)
+            for link, veth in zip(links, veths, strict=True):
+                if veth._created:
+                    self._devices.append(veth)
+                    self.nodes[link.a.node].devices[veth.name] = veth
+                    self.nodes[link.b.node].devices[veth.peer.name] = veth.peer
+
+    def _veth(self, link: LinkSpec) -> Veth:
+        """The driver of a plain veth link, its ends known to the build as bridge ports."""
+        sa, sb = self.scenario.interface(link.a), self.scenario.interface(link.b)
+        na, nb = self.nodes[link.a.node], self.nodes[link.b.node]
+        veth = Veth(
+            sa.name, sb.name, netns=na.ns, peer_netns=nb.ns,
+            addresses=sa.addresses, peer_addresses=sb.addresses,
+            mtu=sa.mtu or link.mtu, mac=sa.mac, peer_mac=sb.mac,
+            master=sa.master, peer_master=sb.master, up=sa.up, peer_up=sb.up,
+            alias=lab_alias(self.lab),
+        )
+        if sb.mtu and sb.mtu != (sa.mtu or link.mtu):
+            veth.peer.mtu = sb.mtu
+        self._as_port(veth, na)
+        self._as_port(veth.peer, nb)
+        return veth
+
     async def _make_link(self, link: LinkSpec) -> None:
         sa, sb = self.scenario.interface(link.a), self.scenario.interface(link.b)
         na, nb = self.nodes[link.a.node], self.nodes[link.b.node]
@@ -248,19 +326,9 @@ class Topology:
             self.impaired[str(link.a)] = self.impaired[str(link.b)] = served
             na.devices[sa.name], nb.devices[sb.name] = served.taps
             return
-        veth = Veth(
-            sa.name, sb.name, netns=na.ns, peer_netns=nb.ns,
-            addresses=sa.addresses, peer_addresses=sb.addresses,
-            mtu=sa.mtu or link.mtu, mac=sa.mac, peer_mac=sb.mac,
-            master=sa.master, peer_master=sb.master, up=sa.up, peer_up=sb.up,
-            alias=lab_alias(self.lab),
-        )
-        if sb.mtu and sb.mtu != (sa.mtu or link.mtu):
-            veth.peer.mtu = sb.mtu
+        veth = self._veth(link)
         if host_index:
             (veth if na.ns.name is None else veth.peer).index_hint = host_index
-        self._as_port(veth, na)
-        self._as_port(veth.peer, nb)
         await veth.create()
         self._devices.append(veth)
         na.devices[sa.name] = veth
@@ -290,11 +358,23 @@ class Topology:
 
             await node.ns.nl(add)
 
-    async def _settle(self, spec: NodeSpec) -> None:
-        """Wait until the node is ready for traffic: every bridge port enabled, every
+    async def _settle_all(self) -> None:
+        """Wait until every node is ready for traffic: every bridge port enabled, every
         link's queueing active (one dump per poll; see ``Netlink.wait_ports_enabled``)."""
-        if spec.interfaces:
-            await self.nodes[spec.name].ns.nl(lambda nl: nl.wait_ports_enabled())
+        crew = self._crew
+        nss = [self.nodes[spec.name].ns for spec in self.scenario.nodes.values() if spec.interfaces]
+        bulk = [ns for ns in nss if crew is not None and crew.owns(ns)]
+        in_bulk = set(bulk)
+        work: list[Coroutine[Any, Any, Any]] = [
+            ns.nl(lambda nl: nl.wait_ports_enabled()) for ns in nss if ns not in in_bulk]
+        if bulk:
+            assert crew is not None
+            work.append(crew.settle(bulk))
+        await _together(work)
+
+    def _close_crew(self) -> None:
+        if self._crew is not None:
+            self._crew.close()
 
     async def _start_programs(self) -> None:
         for spec in self.scenario.nodes.values():
@@ -394,6 +474,7 @@ class Topology:
             return
         self._torn_down = True
         errors: list[BaseException] = []
+        self._close_crew()  # its rounds are over: each completes before the build goes on
         if self._control is not None:
             await complete(self._control.aclose())
         for task in self._tasks.values():

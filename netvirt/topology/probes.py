@@ -27,9 +27,19 @@ if TYPE_CHECKING:
 __all__ = ["ping", "readable", "tcp_echo_once", "tcp_roundtrip", "udp_echo", "udp_roundtrip"]
 
 
+#: the longest wait between two echo requests when the step sets no ``interval``
+ADAPTIVE_INTERVAL = 0.02
+
+
 async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: float = 1.0,
-               interval: float = 0.02) -> tuple[int, list[float]]:
-    """Send ``count`` echo requests from node ``src``; return (replies, rtts)."""
+               interval: float | None = None) -> tuple[int, list[float]]:
+    """Send ``count`` echo requests from node ``src``; return (replies, rtts).
+
+    ``interval`` None (the default) is adaptive, like ``ping -A``: the next request
+    goes as soon as the previous one is answered, or after ``ADAPTIVE_INTERVAL``
+    at most; so one request is in flight at a time and a lab's check costs its
+    round trips, not a fixed 20 ms per request. A number spaces them exactly.
+    """
     addr = ipaddress.ip_address(dst)
     v6 = addr.version == 6
     node = topo.node(src)
@@ -41,6 +51,7 @@ async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: f
     rtts: list[float] = []
     got: set[int] = set()
     done = asyncio.Event()
+    answered = asyncio.Event()  # the newest request was answered
 
     def on_readable() -> None:
         while True:
@@ -57,6 +68,8 @@ async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: f
             if typ == (129 if v6 else 0) and rid == ident and seq in sent and seq not in got:
                 got.add(seq)
                 rtts.append(time.perf_counter() - sent[seq])
+                if seq == len(sent):
+                    answered.set()
                 if len(got) == count:
                     done.set()
 
@@ -68,6 +81,7 @@ async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: f
             msg = hdr + payload
             if not v6:  # the kernel fills in the ICMPv6 checksum itself
                 msg = hdr[:2] + struct.pack("!H", checksum(msg)) + hdr[4:] + payload
+            answered.clear()
             sent[seq] = time.perf_counter()
             try:
                 sock.sendto(msg, (dst, 0))
@@ -75,7 +89,11 @@ async def ping(topo: Topology, src: str, dst: str, *, count: int = 3, timeout: f
                 if exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EAGAIN):
                     raise
             if seq < count:
-                await asyncio.sleep(interval)
+                if interval is not None:
+                    await asyncio.sleep(interval)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(answered.wait(), ADAPTIVE_INTERVAL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout)
     finally:

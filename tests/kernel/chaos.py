@@ -34,6 +34,13 @@ class Trial:
     down_rc: int
     leftovers: list[str] = field(default_factory=list)
     down_output: str = ""
+    #: the run's own teardown had completed before the kill (a build faster than the delay)
+    finished: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Nothing left, and ``down`` succeeded (or found no lab: the run had finished)."""
+        return not self.leftovers and (self.down_rc == 0 or (self.finished and self.down_rc == 3))
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -68,9 +75,10 @@ def kill_during_build(scenario: str, lab: str, delay: float, params: tuple[str, 
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    finished = not journal.exists()  # the run's own teardown had released the lab
     down = _cli("down", lab)
-    trial = Trial(lab, delay, down.returncode, leftovers(lab, host_links), down.stdout + down.stderr)
-    return trial
+    return Trial(lab, delay, down.returncode, leftovers(lab, host_links), down.stdout + down.stderr,
+                 finished)
 
 
 def build_time(scenario: str, lab: str, params: tuple[str, ...] = ()) -> float:
@@ -109,7 +117,7 @@ def main() -> int:
     for i in range(args.trials):
         lab = f"{tag}{i % 100:02d}"
         t = kill_during_build(args.scenario, lab, span * (i + 0.5) / args.trials, params)
-        if t.leftovers or t.down_rc != 0:
+        if not t.ok:
             leaks += 1
             print(f"trial {i} delay {t.delay * 1000:.1f} ms: down rc {t.down_rc}, left {t.leftovers}\n"
                   f"  {t.down_output.strip()}")
