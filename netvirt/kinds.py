@@ -57,7 +57,8 @@ _TUNTAP = ("program", "queues", "offload", "persist", "owner", "group")
 
 #: kind name -> Kind (in the order messages list them)
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("veth", (), False, True, "link", "netvirt.devices.veth:Veth", "ellipse", ('(["', '"])')),
+    Kind("veth", ("ipv6_linklocal",), False, True, "link", "netvirt.devices.veth:Veth", "ellipse",
+         ('(["', '"])')),
     Kind("bridge", ("stp", "ageing_time", "forward_delay"), False, True, "local",
          "netvirt.devices.bridge:Bridge", "box3d", ('[["', '"]]'), master=True),
     Kind("tun", _TUNTAP, True, False, "local", "netvirt.devices.tun:Tun", "cds", ('[/"', '"/]')),

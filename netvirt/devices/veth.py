@@ -55,11 +55,13 @@ class Veth(Device):
         up: bool = True,
         peer_up: bool = True,
         alias: str = DEFAULT_ALIAS,
+        ipv6_linklocal: bool | None = None,
     ) -> None:
         super().__init__(name, netns=netns, addresses=addresses, mtu=mtu, mac=mac, up=up,
-                         master=master, alias=alias)
+                         master=master, alias=alias, ipv6_linklocal=ipv6_linklocal)
         self.peer = VethPeer(peer, netns=peer_netns, addresses=peer_addresses, mtu=mtu,
-                             mac=peer_mac, up=peer_up, master=peer_master, alias=alias)
+                             mac=peer_mac, up=peer_up, master=peer_master, alias=alias,
+                             ipv6_linklocal=ipv6_linklocal)
 
     async def _create_link(self) -> None:
         ns = self.netns

@@ -84,6 +84,8 @@ def check_interface(ck: Checker, node: str, name: str, at: At) -> Draft | None:
         f["up"] = _or(ck.boolean(at.key("up"), "up"), True)
     if at.has("master"):
         f["master"] = ck.string(at.key("master"), "master (a bridge in the same node)")
+    if at.has("ipv6_linklocal") and kind == "veth":
+        f["ipv6_linklocal"] = ck.boolean(at.key("ipv6_linklocal"), "ipv6_linklocal")
     if kind == "bridge":
         _bridge(ck, at, f)
     elif kind in ("tun", "tap"):

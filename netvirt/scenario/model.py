@@ -145,6 +145,8 @@ class InterfaceSpec:
     mac: str | None = None  # lowercase aa:bb:cc:dd:ee:ff
     up: bool = True
     master: str | None = None  # a bridge in the same node
+    # veth: an IPv6 link-local address (None: only if the end has an IPv6 address)
+    ipv6_linklocal: bool | None = None
     # bridge
     stp: bool = False
     ageing_time: float | None = None  # seconds

@@ -39,7 +39,8 @@ def _count_steps(path: Path) -> int:
     return len(steps)
 
 
-@pytest.mark.parametrize("scenario", ["s2-vm-tap-bridge.yaml", "s4-udp-tunnel.yaml", "s6-macvtap.yaml"])
+@pytest.mark.parametrize("scenario", ["s2-vm-tap-bridge.yaml", "s4-udp-tunnel.yaml", "s6-macvtap.yaml",
+                                      "s3c-openstack-chain.yaml"])
 async def test_failure_at_every_build_step_leaves_nothing(scenario: str) -> None:
     base = load(SCENARIOS / scenario)
     total = []
@@ -58,6 +59,62 @@ async def test_failure_at_every_build_step_leaves_nothing(scenario: str) -> None
             async with Topology(base.with_name(lab), step_hook=hook):
                 pass
         assert_lab_gone(lab)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+async def test_a_kernel_failure_inside_the_bulk_links_leaves_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                                     k: int) -> None:
+    """The bulk path (topology/bulk.py) creates the links of a star on one worker: a
+    failure at its k-th pair (after the pair is made, before its peer end is finished)
+    must unwind the whole lab."""
+    from netvirt.devices.veth import Veth
+
+    calls = []
+    real = Veth.add_here
+
+    def failing(self: Veth, nl: object) -> int:
+        index = real(self, nl)  # type: ignore[arg-type]
+        calls.append(self.name)
+        if len(calls) == k:
+            raise Boom(f"injected after pair {k}")
+        return index
+
+    monkeypatch.setattr(Veth, "add_here", failing)
+    lab = unique()
+    with pytest.raises(Boom):
+        async with Topology(load(SCENARIOS / "s3b_star.py", {"n": "5"}).with_name(lab)):
+            pass
+    assert len(calls) == k
+    assert_lab_gone(lab)
+
+
+async def test_veth_ends_get_an_ipv6_link_local_only_with_ipv6_or_when_asked(tmp_path: Path) -> None:
+    """An IPv4-only end stays quiet (no DAD, MLD or RS at link-up: a bridge floods them to
+    every port); an end with an IPv6 address, or ipv6_linklocal: true, gets fe80::/64."""
+    lab = unique()
+    f = tmp_path / "s.yaml"
+    f.write_text(textwrap.dedent(f"""\
+        name: {lab}
+        nodes:
+          a: {{interfaces: {{eth0: {{addresses: [10.0.0.1/24]}}, eth1: {{addresses: ["fd00::1/64"]}},
+                            eth2: {{ipv6_linklocal: true}}}}}}
+          b: {{interfaces: {{eth0: {{addresses: [10.0.0.2/24]}}, eth1: {{addresses: ["fd00::2/64"]}},
+                            eth2: {{ipv6_linklocal: false}}}}}}
+        links: [[a:eth0, b:eth0], [a:eth1, b:eth1], [a:eth2, b:eth2]]
+        """))
+    async with Topology(load(f)) as topo:
+        def linklocal(node: str) -> set[str]:
+            out = subprocess.run(["ip", "-n", topo.node(node).ns.name, "-6", "-o", "addr", "show",
+                                  "scope", "link"], capture_output=True, text=True, check=True).stdout
+            return {line.split()[1] for line in out.splitlines()}
+
+        for _ in range(100):  # the kernel adds it at link-up, asynchronously to nothing here
+            if linklocal("a") >= {"eth1", "eth2"} and "eth1" in linklocal("b"):
+                break
+            await asyncio.sleep(0.02)
+        assert linklocal("a") == {"eth1", "eth2"}
+        assert linklocal("b") == {"eth1"}
+    assert_lab_gone(lab)
 
 
 async def test_exception_in_test_body_tears_down() -> None:
