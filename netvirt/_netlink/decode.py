@@ -11,6 +11,7 @@ gets the real package (with these very submodules).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import types
@@ -18,7 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+@functools.cache
 def _import_light() -> tuple[Any, Any, Any, Any]:
+    """pyroute2's classes, imported on the first decode: a build decodes nothing
+    (its checks read raw attributes, see ``encode.find_attr``), so ``netvirt run``
+    never pays the ~18 ms of pyroute2's message modules."""
     stub = None
     if "pyroute2" not in sys.modules:
         spec = importlib.util.find_spec("pyroute2")
@@ -38,7 +43,14 @@ def _import_light() -> tuple[Any, Any, Any, Any]:
     return NetlinkError, ifinfmsg, ifaddrmsg, ndmsg
 
 
-PrNetlinkError, ifinfmsg, ifaddrmsg, ndmsg = _import_light()
+_NAMES = {"NetlinkError": 0, "ifinfmsg": 1, "ifaddrmsg": 2, "ndmsg": 3}
+
+
+def __getattr__(name: str) -> Any:  # ifinfmsg, ifaddrmsg, ndmsg, NetlinkError: on first use
+    if name in _NAMES:
+        return _import_light()[_NAMES[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 @dataclass(frozen=True)
 class LinkInfo:
@@ -84,6 +96,9 @@ def link_info(msg: Any) -> LinkInfo:
 
 
 def decode(cls: Any, raw: bytes) -> Any:
+    """``raw`` decoded as ``cls``: a pyroute2 message class, or its name ("ifinfmsg")."""
+    if isinstance(cls, str):
+        cls = _import_light()[_NAMES[cls]]
     msg = cls(raw)
     msg.decode()
     return msg

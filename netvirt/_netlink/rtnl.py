@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Unpack
 
 from netvirt._netlink import encode as _nlmsg
-from netvirt._netlink.decode import FdbEntry, LinkInfo, decode, ifaddrmsg, ifinfmsg, link_info, ndmsg
+from netvirt._netlink.decode import FdbEntry, LinkInfo, decode, link_info
 from netvirt._netlink.encode import LinkFields
 from netvirt._netlink.errors import DeviceLabel, label, to_netvirt, translate
 from netvirt.errors import NoSuchObjectError
@@ -82,10 +82,11 @@ class Netlink:
     def link(self, index: int) -> LinkInfo:
         reply = self._one(_nlmsg.get_link(index=index), "get link", f"#{index}")
         assert reply is not None
-        return link_info(decode(ifinfmsg, _nlmsg.message(_nlmsg.RTM_NEWLINK, 0, reply)))
+        return link_info(decode("ifinfmsg", _nlmsg.message(_nlmsg.RTM_NEWLINK, 0, reply)))
 
     def links(self) -> list[LinkInfo]:
-        return [link_info(decode(ifinfmsg, raw)) for raw in self._rtnl.dump(_nlmsg.dump_links(), "dump links")]
+        dump = self._rtnl.dump(_nlmsg.dump_links(), "dump links")
+        return [link_info(decode("ifinfmsg", raw)) for raw in dump]
 
     def link_add(self, name: str, kind: str, *, index: int = 0, up: bool = False, data: bytes = b"",
                  **attrs: Unpack[LinkFields]) -> int:
@@ -158,7 +159,7 @@ class Netlink:
 
         out = []
         for raw in self._rtnl.dump(_nlmsg.dump_addrs(), "dump addresses"):
-            m = decode(ifaddrmsg, raw)
+            m = decode("ifaddrmsg", raw)
             if index is None or m["index"] == index:
                 out.append((m["index"], f"{m.get('address')}/{m['prefixlen']}"))
         return out
@@ -176,7 +177,7 @@ class Netlink:
         names = {li.index: li.name for li in self.links()}
         out = []
         for raw in self._rtnl.dump(_nlmsg.dump_fdb(), "dump bridge fdb"):
-            m = decode(ndmsg, raw)
+            m = decode("ndmsg", raw)
             if m.get("master") != bridge_index and m["ifindex"] != bridge_index:
                 continue
             out.append(FdbEntry(

@@ -32,7 +32,6 @@ from netvirt.netns import Namespace, create_namespaces, netns_path, require_root
 from netvirt.procs.lab import LabProcesses
 from netvirt.procs.launch import ProcessError
 from netvirt.procs.stop import close_lab_cgroup, open_lab_cgroup
-from netvirt.programs import Program, ProgramContext, UserProgram, get_program
 from netvirt.scenario.model import InterfaceSpec, LinkSpec, NodeSpec, Scenario, lab_alias, netns_name
 from netvirt.topology.bulk import Crew
 from netvirt.topology.journal import (
@@ -43,13 +42,13 @@ from netvirt.topology.journal import (
     remove_journalled_netns,
     sweep_host_links,
 )
-from netvirt.topology.links import find_link, make_impaired, publish_links
 from netvirt.topology.node import Node
 from netvirt.topology.processes import add_loopback_addresses, lab_hosts, node_files, start_processes
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # programs and the datapath are imported by the labs that use them
     from netvirt.impair import ImpairedLink, LinkEnd
     from netvirt.impair.control import ControlServer
+    from netvirt.programs import Program
 
 #: kinds built in a node's local phase, masters (bridges) first: others may name them
 _LOCAL = sorted((k for k in KINDS.values() if k.phase == "local"), key=lambda k: not k.master)
@@ -159,6 +158,8 @@ class Topology:
     def link(self, endpoint: str) -> LinkEnd:
         """The link of ``endpoint`` (``"a:eth0"``), seen from that end (SPEC.md section 7):
         ``impair()``, ``reset()``, ``down()``, ``up()``, ``stats()``."""
+        from netvirt.topology.links import find_link
+
         return find_link(self.impaired, [spec for spec in self.scenario.links if not spec.served],
                          endpoint)
 
@@ -335,6 +336,8 @@ class Topology:
             self._state.record(op="link", netns=None, ifname=sa.name if na.ns.name is None else sb.name,
                                alias=lab_alias(self.lab), **({"index": host_index} if host_index else {}))
         if link.served:
+            from netvirt.topology.links import make_impaired
+
             served = make_impaired(link, sa, sb, na, nb, lab_alias(self.lab))
             await served.create()
             self.impaired[str(link.a)] = self.impaired[str(link.b)] = served
@@ -479,6 +482,8 @@ class Topology:
         tmp.write_text(json.dumps(data))
         tmp.replace(self._state.dir / "counters.json")
         if self.impaired:
+            from netvirt.topology.links import publish_links
+
             publish_links(self._state.dir, self.impaired)
 
     # -- teardown --------------------------------------------------------
@@ -570,6 +575,8 @@ async def _start_program(iface: InterfaceSpec, dev: Device, node: Node,
     """Start the scenario's program on a live tun, tap or macvtap."""
     spec = iface.program
     assert spec is not None
+    from netvirt.programs import ProgramContext, UserProgram, get_program
+
     cls: type[Program] = UserProgram if spec.name == "python" else get_program(spec.name, spec.place)
     device_mac = ""
     if isinstance(dev, Macvtap):  # the kernel hands the fd only frames for the macvtap's MAC

@@ -89,3 +89,16 @@ def test_netlink_seam_imports_only_the_pyroute2_modules_it_uses() -> None:
         "from netvirt._netlink.decode import ifinfmsg as ours\n"
         "assert pyroute2.IPRoute and ifinfmsg is ours\n")
     assert res.returncode == 0, res.stderr
+
+
+def test_the_run_path_imports_no_pyroute2_until_something_is_decoded() -> None:
+    """A build reads raw attributes only: pyroute2's message modules (~18 ms) load on the
+    first decode (a dump of links, addresses or the FDB), not at start-up."""
+    res = _python(
+        "import sys, netvirt.cli.live, netvirt.topology.builder, netvirt.topology.steps\n"
+        "assert not [m for m in sys.modules if m.startswith('pyroute2')]\n"
+        "from netvirt._netlink.decode import decode\n"
+        "from netvirt._netlink import encode\n"
+        "m = decode('ifinfmsg', encode.set_link(ifname='lo', up=True))\n"
+        "assert m.get('ifname') == 'lo' and 'pyroute2.netlink.rtnl.ifinfmsg' in sys.modules\n")
+    assert res.returncode == 0, res.stderr
