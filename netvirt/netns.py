@@ -421,56 +421,29 @@ class Namespace:
         await complete(self.close())
 
 
-async def create_namespaces(names: Sequence[str], *, tag: str | None = None,
-                            workers: int = 2) -> list[tuple[Namespace, Rtnl]]:
-    """Create namespaces ``names`` as :meth:`Namespace.create` does, many per hand-off.
+def create_here_many(nss: Sequence[Namespace], *, tag: str | None,
+                     created: Callable[[Namespace, Rtnl], None], stop: threading.Event) -> None:
+    """On a pool thread: create each of ``nss`` (made with ``owned=True``) as
+    :meth:`Namespace.create` does, one after the other in this one call (``unshare``
+    needs no return home in between), without a strand hand-off per namespace.
 
-    ``workers`` pool threads each create their share one after the other in one call
-    (``unshare`` needs no return home in between), instead of one strand call per
-    namespace. Each comes with the netlink socket its creation opened inside it, handed
-    to the caller, who uses it from one thread at a time and closes it (a builder's
-    bulk work, see ``netvirt.topology.bulk``). All or nothing: after any failure or a
-    cancellation, every namespace made is closed and removed once the workers have
-    stopped, and the first error is raised.
+    ``created(ns, rtnl)`` receives each new namespace with the netlink socket its
+    creation opened inside it: the caller owns that socket (uses it from one thread at
+    a time, closes it). Stops before the next namespace once ``stop`` is set, raises
+    the first failure; the thread is back in the process's namespace either way. The
+    namespaces made are the caller's to close (``Namespace.close`` removes them). For a
+    builder's bulk path, see ``netvirt.topology.bulk``.
     """
-    require_root("creating a network namespace")
-    made = [Namespace(name, owned=True) for name in names]
-    socks: dict[int, Rtnl] = {}
-    stop = threading.Event()
-
-    def share(part: list[Namespace]) -> None:
-        try:
-            for ns in part:
-                if stop.is_set():
-                    return
-                ns._create_here(tag)
-                socks[id(ns)], ns._rtnl = ns._rtnl, None  # type: ignore[assignment]
-        except BaseException:
-            stop.set()
-            raise
-        finally:
-            _sys.setns(_home_fd)
-
-    pool = _shared_pool()
-    workers = max(1, min(workers, len(made)))
-    futs = [asyncio.wrap_future(pool.submit(share, made[i::workers])) for i in range(workers)]
     try:
-        results = await complete(asyncio.gather(*futs, return_exceptions=True))
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-    except BaseException as exc:
-        stop.set()
-
-        async def drop() -> None:
-            await asyncio.gather(*futs, return_exceptions=True)  # the workers have stopped
-            for rtnl in socks.values():
-                rtnl.close()
-            await asyncio.gather(*(ns.close() for ns in made), return_exceptions=True)
-
-        await unwind(exc, drop())
-        raise
-    return [(ns, socks[id(ns)]) for ns in made]
+        for ns in nss:
+            if stop.is_set():
+                return
+            ns._create_here(tag)
+            rtnl, ns._rtnl = ns._rtnl, None
+            assert rtnl is not None
+            created(ns, rtnl)
+    finally:
+        _sys.setns(_home_fd)
 
 
 def _run_orphan(fut: cf.Future[T], orphan: Callable[[T], object]) -> None:

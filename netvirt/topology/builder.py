@@ -28,7 +28,7 @@ from netvirt.devices import Device, Macvtap, Veth
 from netvirt.devices.base import fresh_ifindex
 from netvirt.errors import EnvironmentProblem
 from netvirt.kinds import KINDS
-from netvirt.netns import Namespace, create_namespaces, netns_path, require_root
+from netvirt.netns import Namespace, netns_path, require_root
 from netvirt.procs.lab import LabProcesses
 from netvirt.procs.launch import ProcessError
 from netvirt.procs.stop import close_lab_cgroup, open_lab_cgroup
@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # programs and the datapath are imported by the labs that use
 #: kinds built in a node's local phase, masters (bridges) first: others may name them
 _LOCAL = sorted((k for k in KINDS.values() if k.phase == "local"), key=lambda k: not k.master)
 _CHILD = [k for k in KINDS.values() if k.phase == "child"]
+_LOCAL_KINDS = frozenset(k.name for k in _LOCAL)
 
 ProgressFn = Callable[[int, int, str], None]
 #: test hook: called before each build step with (step number, description)
@@ -79,6 +80,14 @@ def _raise_fd_limit() -> None:
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _local_work(spec: NodeSpec) -> bool:
+    """Whether a node has work of the local phase: a local kind (bridge, tun, tap),
+    sysctls or loopback addresses (see ``Topology._make_local``)."""
+    lo = spec.interfaces.get("lo")
+    return bool(spec.sysctls or (lo is not None and lo.addresses)
+                or any(i.kind in _LOCAL_KINDS for i in spec.interfaces.values()))
 
 
 def _ipv6(iface: InterfaceSpec) -> bool:
@@ -192,9 +201,7 @@ class Topology:
             self._cgroup = open_lab_cgroup(self.lab, self._state.record)  # every process of the lab
             self.processes = LabProcesses(self._state.dir, journal=self._state.record,
                                           cgroup_parent=self._cgroup)
-            await self._make_nodes()
-            await self._phase(self._make_local, list(s.nodes.values()))
-            await self._make_links()
+            await self._make_nodes_and_links()
             await self._phase(self._make_children, list(s.nodes.values()))
             await self._phase(self._make_routes, list(s.nodes.values()))
             await self._settle_all()
@@ -227,26 +234,44 @@ class Topology:
             self._progress(min(self._steps, self._total), self._total, what)
 
     # -- phases ----------------------------------------------------------
-    async def _make_nodes(self) -> None:
-        """The host's nodes one by one; the lab's namespaces in bulk (``bulk.py``), each
-        journalled before it exists."""
+    async def _make_nodes_and_links(self) -> None:
+        """Nodes, their local devices, and the links (see ``bulk.py``).
+
+        The host's nodes one by one. The lab's namespaces, each journalled before it
+        exists, in bulk: first those with local work (bridges and other local kinds,
+        sysctls, loopback addresses), whose devices are then made; then the others,
+        while the plain veth links are made as their namespaces appear. The links that
+        need more (a datapath, a host end) come last, one by one.
+        """
         specs = list(self.scenario.nodes.values())
-        hosts = [spec for spec in specs if spec.host]
+        for spec in specs:
+            if spec.host:
+                self._step(f"node {spec.name}")
+                self._add_node(spec, await Namespace.host())
         own = [spec for spec in specs if not spec.host]
-        for spec in hosts:
+        crew = self._crew = Crew()
+        for spec in own:
             self._step(f"node {spec.name}")
-            self._add_node(spec, await Namespace.host())
-        if not own:
-            return
-        names = [netns_name(self.lab, spec.name) for spec in own]
-        for spec, name in zip(own, names, strict=True):
-            self._step(f"node {spec.name}")
+            name = netns_name(self.lab, spec.name)
             self._state.record(op="netns", name=name)
-        pairs = await create_namespaces(names, tag=lab_alias(self.lab))
-        self._crew = Crew(pairs)
-        for spec, name, (ns, _sock) in zip(own, names, pairs, strict=True):
+            self._add_node(spec, Namespace(name, owned=True))
+        crew.expect([self.nodes[spec.name].ns for spec in own])
+        hubs = [spec for spec in own if _local_work(spec)]
+        tag = lab_alias(self.lab)
+        await crew.create([self.nodes[spec.name].ns for spec in hubs], tag)
+        await self._phase(self._make_local, [spec for spec in specs if spec.host or _local_work(spec)])
+        bulk: list[LinkSpec] = []
+        single: list[LinkSpec] = []
+        for link in self.scenario.links:
+            na, nb = self.nodes[link.a.node], self.nodes[link.b.node]
+            plain = not link.served and crew.owns(na.ns) and crew.owns(nb.ns)
+            (bulk if plain else single).append(link)
+        leaves = [self.nodes[spec.name].ns for spec in own if not _local_work(spec)]
+        await _together([crew.create(leaves, tag), self._make_bulk_links(crew, bulk)])
+        for spec in own:
+            name = netns_name(self.lab, spec.name)
             self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
-            self._add_node(spec, ns)
+        await _together([self._make_link(link) for link in single])
 
     def _add_node(self, spec: NodeSpec, ns: Namespace) -> None:
         assert self.processes is not None
@@ -274,23 +299,8 @@ class Topology:
                         common["mac"] = stable_mac(self.lab, node.name, iface.name)
                     await self._add(node, iface, kind.driver_class().from_spec(iface, **common))
 
-    async def _make_links(self) -> None:
-        """Plain veth links between two of the lab's namespaces in bulk, the rest one by one."""
-        crew = self._crew
-        bulk: list[LinkSpec] = []
-        single: list[LinkSpec] = []
-        for link in self.scenario.links:
-            na, nb = self.nodes[link.a.node], self.nodes[link.b.node]
-            plain = not link.served and crew is not None and crew.owns(na.ns) and crew.owns(nb.ns)
-            (bulk if plain else single).append(link)
-        work = [self._make_link(link) for link in single]
-        if bulk:
-            assert crew is not None
-            work.append(self._make_bulk_links(crew, bulk))
-        await _together(work)
-
     async def _make_bulk_links(self, crew: Crew, links: list[LinkSpec]) -> None:
-        veths = []
+        veths: list[Veth] = []
         for link in links:
             self._step(f"link {link.a} -- {link.b}")
             veth = self._veth(link)
