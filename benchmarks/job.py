@@ -9,7 +9,11 @@ children, from ``getrusage(RUSAGE_CHILDREN)``). For each size the sides run
 alternately, run by run (netvirt, ip-batch, [Mininet], netvirt, ...):
 
 * **netvirt**: ``python -m netvirt run scenarios/s3b_star.py --param n=N --name LAB
-  --json`` with this interpreter: interpreter start, imports, scenario load, build,
+  --json`` installed as the README says (a venv of this interpreter, ``pip install .``,
+  made once per benchmark run in its scratch directory, about 10 s; run from that
+  directory, so the installed package is what runs; ``--python PATH`` uses an existing
+  install, ``--in-place`` this interpreter with the checkout on ``PYTHONPATH``, the
+  smoke mode's choice): interpreter start, imports, scenario load, build,
   the scenario's steps (two pings, first->last and last->first, 3 each), teardown.
   Its JSON report gives the build time on its own (``build_seconds``).
 * **ip-batch**: the best hand-written shell script for the same job (BASELINES.md
@@ -114,18 +118,36 @@ sys.exit(0 if ok else 2)
 """
 
 
-#: bytecode as an installed package has it (pip compiles on install), written into a cache of
-#: this run (PYTHONPYCACHEPREFIX), never into the checkout; an untimed netvirt job fills it.
-#: An inherited PYTHONDONTWRITEBYTECODE would time the compiler (about 0.12 s) instead.
+#: bytecode as an installed package has it (pip compiles on install): --in-place writes it
+#: into a cache of this run (PYTHONPYCACHEPREFIX), never into the checkout; an untimed netvirt
+#: job fills it. An inherited PYTHONDONTWRITEBYTECODE would time the compiler (about 0.12 s).
 _ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+#: how the netvirt side runs: its interpreter and its working directory (see run())
+_NETVIRT = {"python": sys.executable, "cwd": REPO}
 
 
-def timed(argv: list[str], timeout: float = 600) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Run ``argv`` from the repository root: (wall s, CPU s of it and its children, result)."""
+def readme_install(workdir: str) -> str:
+    """netvirt installed as the README's first command does: a venv, ``pip install .``.
+    Returns the venv's interpreter. (A venv has no site-packages ``.pth`` files of the
+    machine's interpreter: this one's editable install and a certifi hook cost 25 ms at
+    every start.)"""
+    venv = os.path.join(workdir, "venv")
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    py = os.path.join(venv, "bin", "python")
+    res = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", REPO],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"pip install . into {venv} failed: {res.stderr.strip()[-800:]}")
+    return py
+
+
+def timed(argv: list[str], timeout: float = 600, cwd: str = REPO,
+          env: dict[str, str] | None = None) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Run ``argv`` in ``cwd``: (wall s, CPU s of it and its children, result)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = now()
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                         env=_ENV)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                         env=env or _ENV)
     t1 = now()
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -134,8 +156,8 @@ def timed(argv: list[str], timeout: float = 600) -> tuple[float, float, subproce
 
 def netvirt_job(lab: str, n: int) -> dict[str, Any]:
     names = [f"nv-{lab}-sw"] + [f"nv-{lab}-h{i}" for i in range(1, n + 1)]
-    wall, cpu, res = timed([sys.executable, "-m", "netvirt", "run", SCENARIO,
-                            "--param", f"n={n}", "--name", lab, "--json"])
+    wall, cpu, res = timed([_NETVIRT["python"], "-m", "netvirt", "run", SCENARIO,
+                            "--param", f"n={n}", "--name", lab, "--json"], cwd=_NETVIRT["cwd"])
     try:
         doc = json.loads(res.stdout)
     except ValueError:
@@ -189,10 +211,16 @@ def run(args: argparse.Namespace, rep: Report) -> None:
     with open(script, "w") as f:
         f.write(_IPBATCH_JOB)
     runs_log: dict[str, list[dict[str, Any]]] = {}
-    _ENV["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "pyc")
-    _ENV["PYTHONPATH"] = REPO
     try:
-        netvirt_job(f"{args.prefix}j", 4)  # untimed: fills the bytecode cache
+        if args.python:
+            _NETVIRT.update(python=args.python, cwd=workdir)
+        elif args.in_place or args.smoke:
+            _ENV["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "pyc")
+            _ENV["PYTHONPATH"] = REPO
+        else:
+            _NETVIRT.update(python=readme_install(workdir), cwd=workdir)
+        rep.log(f"netvirt side: {_NETVIRT['python']} (cwd {_NETVIRT['cwd']})")
+        netvirt_job(f"{args.prefix}j", 4)  # untimed: fills the bytecode cache (--in-place)
         for n in args.sizes:
             sides: dict[str, list[dict[str, Any]]] = {"netvirt": [], "ipbatch": [], "mininet": []}
             order = ["netvirt", "ipbatch"] + (["mininet"] if use_mn and n <= args.mininet_max
@@ -251,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     p = parser("S3b star whole job: netvirt run vs an ip -batch script vs Mininet", runs=3)
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 1000], metavar="N")
     p.add_argument("--no-mininet", action="store_true", help="skip the Mininet anchor")
+    p.add_argument("--python", metavar="PATH",
+                   help="the interpreter of an existing netvirt install (default: install one "
+                        "as the README does, a venv and pip install ., in a scratch directory)")
+    p.add_argument("--in-place", action="store_true",
+                   help="run the checkout with this interpreter instead (PYTHONPATH)")
     p.add_argument("--mininet-max", type=int, default=200, metavar="N",
                    help="largest size run with Mininet (default 200)")
     p.add_argument("--pause", type=float, default=0.2,

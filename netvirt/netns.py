@@ -446,6 +446,29 @@ def create_here_many(nss: Sequence[Namespace], *, tag: str | None,
         _sys.setns(_home_fd)
 
 
+async def remove_many(nss: Sequence[Namespace], threads: int = _POOL_SIZE) -> list[Exception]:
+    """:meth:`Namespace.remove` for each of ``nss`` (closed first), on ``threads`` pool
+    threads; returns the errors. Completes under cancellation.
+
+    Each unmount waits for an expedited RCU grace period after releasing the kernel's
+    mount lock (``namespace_unlock``): on a busy machine ~150 us, 31 ms for a 200-node
+    lab one by one. Unmounts on several threads share those waits.
+    """
+    errors: list[Exception] = []
+
+    def share(part: Sequence[Namespace]) -> None:
+        for ns in part:
+            try:
+                ns.remove()
+            except Exception as exc:
+                errors.append(exc)
+
+    n = max(1, min(threads, len(nss)))
+    pool = _shared_pool()
+    await complete(asyncio.gather(*(asyncio.wrap_future(pool.submit(share, nss[i::n])) for i in range(n))))
+    return errors
+
+
 def _run_orphan(fut: cf.Future[T], orphan: Callable[[T], object]) -> None:
     if fut.cancelled() or fut.exception() is not None:
         return

@@ -308,6 +308,29 @@ def not_yet_running(payload: bytes) -> bool:
     return raw is not None and raw[0] != IF_OPER_UP
 
 
+ARPHRD_LOOPBACK = 772
+
+
+def not_ready(payload: bytes) -> bool:
+    """An RTM_NEWLINK payload of a link that is not ready for traffic yet: an up bridge
+    port still *disabled*, or an up veth end whose carrier change the kernel has not
+    handled (:func:`not_yet_running`). One walk of the attributes; lo and links that are
+    down or without carrier are ready (nothing to wait for)."""
+    _family, kind, _index, flags, _change = _IFINFOMSG.unpack_from(payload)
+    if kind == ARPHRD_LOOPBACK or not (flags & IFF_UP and flags & IFF_LOWER_UP):
+        return False
+    info = find_attr(payload, (IFLA_LINKINFO,), _IFINFOMSG.size)
+    if info is None:
+        return False
+    slave = find_attr(info, (IFLA_INFO_SLAVE_DATA, IFLA_BRPORT_STATE))
+    if slave is not None and slave[0] == BR_STATE_DISABLED:
+        return True
+    if find_attr(info, (IFLA_INFO_KIND,)) != b"veth\0":
+        return False
+    raw = find_attr(payload, (IFLA_OPERSTATE,), _IFINFOMSG.size)
+    return raw is not None and raw[0] != IF_OPER_UP
+
+
 def ifindex_of(payload: bytes) -> int:
     """The ifindex in an RTM_NEWLINK reply's ifinfomsg."""
     index: int = _IFINFOMSG.unpack_from(payload)[2]

@@ -137,8 +137,7 @@ class Netlink:
             waiting = []
             for raw in self._rtnl.dump(_nlmsg.dump_links(), "dump links"):
                 payload = raw[16:]
-                if (_nlmsg.brport_state(payload) == _nlmsg.BR_STATE_DISABLED and _nlmsg.link_is_up(payload)
-                        or _nlmsg.not_yet_running(payload)):
+                if _nlmsg.not_ready(payload):
                     waiting.append(str(_nlmsg.ifindex_of(payload)))
             if not waiting or time.monotonic() > deadline:
                 return waiting

@@ -9,7 +9,6 @@ every :class:`~netvirt.errors.Problem` so that all of them are reported at once.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import ipaddress
 import math
@@ -366,6 +365,8 @@ def kind_problem(kind: object) -> str | None:
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only when a key is wrong
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     if close:
         return f"; did you mean {close[0]!r}?"

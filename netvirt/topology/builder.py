@@ -28,7 +28,7 @@ from netvirt.devices import Device, Macvtap, Veth
 from netvirt.devices.base import fresh_ifindex
 from netvirt.errors import EnvironmentProblem
 from netvirt.kinds import KINDS
-from netvirt.netns import Namespace, netns_path, require_root
+from netvirt.netns import Namespace, netns_path, remove_many, require_root
 from netvirt.procs.lab import LabProcesses
 from netvirt.procs.launch import ProcessError
 from netvirt.procs.stop import close_lab_cgroup, open_lab_cgroup
@@ -541,13 +541,9 @@ class Topology:
         results = await asyncio.gather(*(n.ns.close(remove=False) for n in self.nodes.values()),
                                        return_exceptions=True)
         errors.extend(r for r in results if isinstance(r, BaseException))
-        for node in self.nodes.values():
-            try:
-                node.ns.remove()
-            except Exception as exc:
-                errors.append(exc)
+        errors.extend(await remove_many([node.ns for node in self.nodes.values()]))
         try:
-            if self._state.claimed:
+            if self._state.claimed and "link" in self._state.ops:  # links in the host namespace
                 await sweep_host_links(self.lab, self._state.root)
         except Exception as exc:
             errors.append(exc)

@@ -76,6 +76,8 @@ class LabState:
     root: Path = STATE_ROOT
     info: dict[str, Any] = field(default_factory=dict)
     claimed: bool = False  # this object created the lab's directory (and so may remove it)
+    #: the ops journalled by this process (a teardown skips the sweeps of ops it never made)
+    ops: set[str] = field(default_factory=set)
     _journal: Any = None
 
     def __post_init__(self) -> None:
@@ -126,6 +128,7 @@ class LabState:
         tmp.replace(self.dir / "lab.json")
 
     def record(self, **entry: Any) -> None:
+        self.ops.add(str(entry.get("op")))
         self._journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
 
     def release(self) -> None:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from netvirt.errors import StepFailed
 from netvirt.impair.expect import Bound
-from netvirt.impair.throughput import measure_throughput
 from netvirt.scenario.model import ImpairStep, LinkStep, PingStep, ThroughputStep
 from netvirt.topology.probes import ping
 
@@ -84,6 +83,8 @@ async def run_impair(topo: Topology, p: ImpairStep) -> str:
 
 
 async def run_throughput(topo: Topology, p: ThroughputStep) -> str:
+    from netvirt.impair.throughput import measure_throughput
+
     res = await measure_throughput(topo.node(p.src), topo.node(p.server), p.address, p.port,
                                    proto=p.proto, seconds=p.seconds, rate=p.rate)
     text = res.describe()

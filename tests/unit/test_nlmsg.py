@@ -84,3 +84,29 @@ def test_replies_and_errors() -> None:
     assert _nlmsg.error_code(got[0][2]) == 0 and _nlmsg.error_code(got[1][2]) == 17
     assert _nlmsg.with_seq(ack, 9)[8:12] == struct.pack("=I", 9)
     assert list(_nlmsg.replies(b"\x00" * 7)) == []  # truncated: nothing, no exception
+
+
+def test_not_ready_reads_the_port_state_and_the_operstate_of_up_links_only() -> None:
+    """The settle pass's check (Netlink.wait_ports_enabled), on hand-made RTM_NEWLINK payloads."""
+    import struct as st
+
+    def link(*, flags: int, kind: bytes, operstate: int | None = None, port_state: int | None = None,
+             arphrd: int = 1) -> bytes:
+        info = _nlmsg.attr(_nlmsg.IFLA_INFO_KIND, kind + b"\0")
+        if port_state is not None:
+            info += _nlmsg.attr(_nlmsg.IFLA_INFO_SLAVE_DATA,
+                                _nlmsg.attr(_nlmsg.IFLA_BRPORT_STATE, bytes([port_state])))
+        attrs = _nlmsg.attr(_nlmsg.IFLA_LINKINFO, info)
+        if operstate is not None:
+            attrs += _nlmsg.attr(_nlmsg.IFLA_OPERSTATE, bytes([operstate]))
+        return st.pack("=BxHiII", 0, arphrd, 7, flags, 0) + attrs
+
+    up = 0x1 | _nlmsg.IFF_LOWER_UP
+    assert _nlmsg.not_ready(link(flags=up, kind=b"veth", operstate=2))  # carrier not handled yet
+    assert not _nlmsg.not_ready(link(flags=up, kind=b"veth", operstate=_nlmsg.IF_OPER_UP))
+    assert _nlmsg.not_ready(link(flags=up, kind=b"veth", operstate=_nlmsg.IF_OPER_UP,
+                                 port_state=_nlmsg.BR_STATE_DISABLED))  # a port still disabled
+    assert not _nlmsg.not_ready(link(flags=up, kind=b"veth", operstate=_nlmsg.IF_OPER_UP, port_state=3))
+    assert not _nlmsg.not_ready(link(flags=0x1, kind=b"veth", operstate=2))  # no carrier: not waited
+    assert not _nlmsg.not_ready(link(flags=up, kind=b"tun", operstate=0))  # tun/tap: UNKNOWN for good
+    assert not _nlmsg.not_ready(link(flags=up, kind=b"veth", operstate=2, arphrd=772))  # lo
