@@ -59,7 +59,7 @@ _TUNTAP = ("program", "queues", "offload", "persist", "owner", "group")
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("veth", ("ipv6_linklocal",), False, True, "link", "netvirt.devices.veth:Veth", "ellipse",
          ('(["', '"])')),
-    Kind("bridge", ("stp", "ageing_time", "forward_delay"), False, True, "local",
+    Kind("bridge", ("stp", "ageing_time", "forward_delay", "multicast_snooping"), False, True, "local",
          "netvirt.devices.bridge:Bridge", "box3d", ('[["', '"]]'), master=True),
     Kind("tun", _TUNTAP, True, False, "local", "netvirt.devices.tun:Tun", "cds", ('[/"', '"/]')),
     Kind("tap", _TUNTAP, True, True, "local", "netvirt.devices.tun:Tap", "cds", ('[/"', '"/]')),

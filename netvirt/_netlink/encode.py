@@ -41,6 +41,7 @@ IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_MACVLAN_MODE = 1
 IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE = 1, 4, 5
+IFLA_BR_MCAST_SNOOPING = 23
 IFLA_INET6_ADDR_GEN_MODE = 8
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFA_F_NODAD = 0x02
@@ -152,8 +153,11 @@ def macvlan_data(mode: str) -> bytes:
     return attr_u32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode])
 
 
-def bridge_data(*, stp: bool, ageing_cs: int | None, forward_delay_cs: int | None) -> bytes:
+def bridge_data(*, stp: bool, ageing_cs: int | None, forward_delay_cs: int | None,
+                mcast_snooping: bool | None = None) -> bytes:
     out = attr_u32(IFLA_BR_STP_STATE, int(stp))
+    if mcast_snooping is not None:
+        out += attr(IFLA_BR_MCAST_SNOOPING, bytes([int(mcast_snooping)]))
     if ageing_cs is not None:
         out += attr_u32(IFLA_BR_AGEING_TIME, ageing_cs)
     if forward_delay_cs is not None:

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 class Bridge(Device):
-    """A Linux bridge. ``ageing_time`` and ``forward_delay`` are in seconds."""
+    """A Linux bridge. ``ageing_time`` and ``forward_delay`` are in seconds;
+    ``multicast_snooping`` None keeps the kernel's default (on)."""
 
     kind = "bridge"
 
@@ -23,24 +24,28 @@ class Bridge(Device):
         stp: bool = False,
         ageing_time: float | None = None,
         forward_delay: float | None = None,
+        multicast_snooping: bool | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(name, **kw)
         self.stp = stp
         self.ageing_time = ageing_time
         self.forward_delay = forward_delay
+        self.multicast_snooping = multicast_snooping
 
     @classmethod
     def from_spec(cls, spec: InterfaceSpec, **common: Any) -> Self:
         return cls(spec.name, stp=spec.stp, ageing_time=spec.ageing_time,
-                   forward_delay=spec.forward_delay, **common)
+                   forward_delay=spec.forward_delay, multicast_snooping=spec.multicast_snooping,
+                   **common)
 
     def _bridge_data(self) -> bytes:
         """IFLA_INFO_DATA of the bridge (the kernel counts centiseconds)."""
         return encode.bridge_data(
             stp=self.stp,
             ageing_cs=None if self.ageing_time is None else int(self.ageing_time * 100),
-            forward_delay_cs=None if self.forward_delay is None else int(self.forward_delay * 100))
+            forward_delay_cs=None if self.forward_delay is None else int(self.forward_delay * 100),
+            mcast_snooping=self.multicast_snooping)
 
     async def _create_link(self) -> None:
         attrs = self._link_attrs()

@@ -131,6 +131,8 @@ def _addresses(ck: Checker, at: At) -> list[tuple[Any, At]]:
 def _bridge(ck: Checker, at: At, f: dict[str, Any]) -> None:
     if at.has("stp"):
         f["stp"] = _or(ck.boolean(at.key("stp"), "stp"), False)
+    if at.has("multicast_snooping"):
+        f["multicast_snooping"] = _or(ck.boolean(at.key("multicast_snooping"), "multicast_snooping"), False)
     # the kernel takes both as u32 centiseconds: finite, not negative, at most 2^32-1 cs
     if at.has("ageing_time"):
         f["ageing_time"] = ck.number(at.key("ageing_time"), "ageing_time", 0, BR_MAX_SECONDS)

@@ -151,6 +151,9 @@ class InterfaceSpec:
     stp: bool = False
     ageing_time: float | None = None  # seconds
     forward_delay: float | None = None  # seconds
+    # off in a lab: no querier, so snooped groups expire after 260 s; and each port's
+    # enable re-armed every port's query timer (quadratic in a big star's build)
+    multicast_snooping: bool = False
     # tun / tap
     queues: int = 1
     offload: bool = False

@@ -117,6 +117,23 @@ async def test_veth_ends_get_an_ipv6_link_local_only_with_ipv6_or_when_asked(tmp
     assert_lab_gone(lab)
 
 
+async def test_lab_bridges_snoop_multicast_only_when_asked(tmp_path: Path) -> None:
+    """No querier in a lab: snooped groups would expire after 260 s; off unless asked."""
+    lab = unique()
+    f = tmp_path / "s.yaml"
+    f.write_text(f"name: {lab}\nnodes:\n  sw: {{interfaces: {{br0: {{kind: bridge}}, "
+                 f"br1: {{kind: bridge, multicast_snooping: true}}}}}}\n")
+    async with Topology(load(f)) as topo:
+        def snooping(br: str) -> str:
+            out = subprocess.run(["ip", "-n", topo.node("sw").ns.name, "-d", "link", "show", br],
+                                 capture_output=True, text=True, check=True).stdout
+            return out.split("mcast_snooping ")[1].split()[0]
+
+        assert snooping("br0") == "0"
+        assert snooping("br1") == "1"
+    assert_lab_gone(lab)
+
+
 async def test_exception_in_test_body_tears_down() -> None:
     lab = unique()
     with pytest.raises(RuntimeError):
