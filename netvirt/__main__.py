@@ -1,3 +1,4 @@
+import os
 import signal
 import sys
 
@@ -16,4 +17,12 @@ except KeyboardInterrupt:
     print("netvirt: interrupted", file=sys.stderr)
     sys.exit(130)
 
-sys.exit(main())
+code = main()
+# the verb is over and its lab torn down: flush and leave without the interpreter's
+# finalization (freeing every module: ~15 ms of a 0.45 s job), as a C program would
+try:
+    sys.stdout.flush()
+    sys.stderr.flush()
+except OSError:  # a closed pipe (netvirt status | head): the output has nowhere to go
+    pass
+os._exit(code)
