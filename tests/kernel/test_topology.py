@@ -134,6 +134,58 @@ async def test_lab_bridges_snoop_multicast_only_when_asked(tmp_path: Path) -> No
     assert_lab_gone(lab)
 
 
+MIXED = """\
+name: {lab}
+nodes:
+  r1:
+    sysctls: {{net.ipv4.ip_forward: 1}}
+    interfaces:
+      eth0: {{addresses: [10.1.0.1/24]}}
+      eth1: {{addresses: [10.2.0.1/24]}}
+      eth2: {{addresses: [10.3.0.1/24]}}
+  a: {{interfaces: {{eth0: {{addresses: [10.1.0.2/24]}}, eth1: {{addresses: [10.9.0.1/24]}}}},
+      routes: [{{to: default, via: 10.1.0.1}}]}}
+  b: {{interfaces: {{eth0: {{addresses: [10.2.0.2/24]}}}}, routes: [{{to: default, via: 10.2.0.1}}]}}
+  c: {{interfaces: {{eth0: {{addresses: [10.9.0.2/24]}}}}}}
+  d: {{interfaces: {{eth0: {{addresses: [10.3.0.2/24]}}}}, routes: [{{to: default, via: 10.3.0.1}}]}}
+links:
+  - [a:eth0, r1:eth0]
+  - [r1:eth1, b:eth0]
+  - [a:eth1, c:eth0]
+  - {{endpoints: [d:eth0, r1:eth2], impair: {{delay: 5ms}}}}
+"""
+
+
+async def test_the_bulk_path_mixes_with_local_work_leaf_links_and_served_links(tmp_path: Path) -> None:
+    """A node with local work (sysctls) is created first, the others while their plain links
+    are made (a leaf-to-leaf link among them), a served link after; every route works, and
+    a failure at any build step leaves nothing."""
+    from netvirt.topology.probes import ping
+
+    f = tmp_path / "mixed.yaml"
+    lab = unique()
+    f.write_text(MIXED.format(lab=lab))
+    steps: list[str] = []
+    async with Topology(load(f), step_hook=lambda k, w: steps.append(w)) as topo:
+        for src, dst in (("a", "10.2.0.2"), ("b", "10.1.0.2"), ("c", "10.9.0.1"), ("d", "10.1.0.2")):
+            got, rtts = await ping(topo, src, dst, count=2)
+            assert got == 2, (src, dst)
+        assert min(rtts) >= 0.0095  # d's link is the datapath's, 5 ms each way
+    assert_lab_gone(lab)
+    for k in range(1, len(steps) + 1):
+        lab = unique()
+        f.write_text(MIXED.format(lab=lab))
+
+        def hook(step: int, what: str, k: int = k) -> None:
+            if step == k:
+                raise Boom(f"injected at step {k}: {what}")
+
+        with pytest.raises(Boom):
+            async with Topology(load(f), step_hook=hook):
+                pass
+        assert_lab_gone(lab)
+
+
 async def test_exception_in_test_body_tears_down() -> None:
     lab = unique()
     with pytest.raises(RuntimeError):
