@@ -3,6 +3,9 @@
 Build order (each phase runs its items concurrently, each namespace's work on
 its own strand, see ``netvirt.netns``): namespaces -> sysctls and the kinds of phase
 "local" (masters first) -> veth links -> kinds of phase "child" -> routes -> programs.
+The lab's own namespaces and its plain veth links take the bulk path instead of the
+strands (``bulk.py``): the namespaces with local work first, then the others while
+their links are made.
 Which phase and which driver class build a kind comes from ``netvirt.kinds``. Every
 object is journalled before it is created (``journal.py``) and registered for cleanup
 the moment it exists.
@@ -428,7 +431,7 @@ class Topology:
                 "up": iface.up, "master": iface.master, "alias": lab_alias(self.lab)}
 
     def _as_port(self, dev: Device, node: Node) -> None:
-        """A bridge port made by the build: master's index known, enabled-wait done by _settle."""
+        """A bridge port made by the build: master's index known, enabled-wait done by _settle_all."""
         dev.wait_port = False
         if dev.master and dev.master in node.devices:
             dev.master_index = node.devices[dev.master].ifindex
