@@ -259,21 +259,24 @@ class Topology:
             self._state.record(op="netns", name=name)
             self._add_node(spec, Namespace(name, owned=True))
         crew.expect([self.nodes[spec.name].ns for spec in own])
-        hubs = [spec for spec in own if _local_work(spec)]
+        local = [spec for spec in specs if spec.host or _local_work(spec)]
+        hubs = [self.nodes[spec.name].ns for spec in local if not spec.host]
         tag = lab_alias(self.lab)
-        await crew.create([self.nodes[spec.name].ns for spec in hubs], tag)
-        await self._phase(self._make_local, [spec for spec in specs if spec.host or _local_work(spec)])
+        await crew.create(hubs, tag)
+        await self._phase(self._make_local, local)
         bulk: list[LinkSpec] = []
         single: list[LinkSpec] = []
         for link in self.scenario.links:
             na, nb = self.nodes[link.a.node], self.nodes[link.b.node]
             plain = not link.served and crew.owns(na.ns) and crew.owns(nb.ns)
             (bulk if plain else single).append(link)
-        leaves = [self.nodes[spec.name].ns for spec in own if not _local_work(spec)]
+        in_hubs = set(hubs)
+        leaves = [self.nodes[spec.name].ns for spec in own if self.nodes[spec.name].ns not in in_hubs]
         await _together([crew.create(leaves, tag), self._make_bulk_links(crew, bulk)])
         for spec in own:
-            name = netns_name(self.lab, spec.name)
-            self._state.record(op="netns-done", name=name, ino=os.stat(netns_path(name)).st_ino)
+            made = self.nodes[spec.name].ns.name
+            assert made is not None
+            self._state.record(op="netns-done", name=made, ino=os.stat(netns_path(made)).st_ino)
         await _together([self._make_link(link) for link in single])
 
     def _add_node(self, spec: NodeSpec, ns: Namespace) -> None:
@@ -392,13 +395,12 @@ class Topology:
         """Wait until every node is ready for traffic: every bridge port enabled, every
         link's queueing active (one dump per poll; see ``Netlink.wait_ports_enabled``)."""
         crew = self._crew
+        assert crew is not None  # made with the nodes
         nss = [self.nodes[spec.name].ns for spec in self.scenario.nodes.values() if spec.interfaces]
-        bulk = [ns for ns in nss if crew is not None and crew.owns(ns)]
-        in_bulk = set(bulk)
         work: list[Coroutine[Any, Any, Any]] = [
-            ns.nl(lambda nl: nl.wait_ports_enabled()) for ns in nss if ns not in in_bulk]
+            ns.nl(lambda nl: nl.wait_ports_enabled()) for ns in nss if not crew.owns(ns)]
+        bulk = [ns for ns in nss if crew.owns(ns)]
         if bulk:
-            assert crew is not None
             work.append(crew.settle(bulk))
         await _together(work)
 
