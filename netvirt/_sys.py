@@ -1,4 +1,5 @@
-"""Thin ctypes wrappers for the syscalls Python 3.11 lacks (setns, unshare, mount)."""
+"""Thin ctypes wrappers for the syscalls Python 3.11 lacks (setns, unshare, mount), and glibc's
+``mallopt``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
+M_TRIM_THRESHOLD = -1  # malloc.h
 
 
 def _check(ret: int, what: str, path: str | None = None) -> None:
@@ -61,3 +63,19 @@ def link_fd(fd: int, target: str) -> None:
         if err == 17:
             raise FileExistsError(err, os.strerror(err), target)
         raise OSError(err, f"linkat: {os.strerror(err)}", target)
+
+
+def keep_freed_heap(size: int) -> bool:
+    """Let glibc keep up to ``size`` bytes of freed memory at the top of the heap.
+
+    By default glibc gives the heap's top back to the kernel as soon as more
+    than 128 KiB of it is free. A loop that allocates a few 64 KiB buffers and
+    frees them all then pays page faults and zeroing for fresh pages on every
+    round: 75 us instead of 4.5 us per 64 KiB buffer on this project's
+    machine. Left alone where the user set ``MALLOC_TRIM_THRESHOLD_``, or
+    where there is no ``mallopt`` (not glibc). True if it was set.
+    """
+    mallopt = getattr(_libc, "mallopt", None)
+    if mallopt is None or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    return bool(mallopt(M_TRIM_THRESHOLD, size))

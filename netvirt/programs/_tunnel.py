@@ -49,6 +49,8 @@ class TunnelProgram(Program):
 
     BATCH: ClassVar[int] = 64
     SOCKET_BUFFER: ClassVar[int] = 4 << 20
+    #: Freed heap glibc may keep (a batch of super-packets and their segments: ~9 MiB).
+    FREED_HEAP: ClassVar[int] = 16 << 20
     signals_ready = True  # ready once the underlay socket is bound and watched
     #: Prefix of the underlay counters: "udp" or "ipip".
     wire: ClassVar[str]
@@ -124,6 +126,11 @@ class TunnelProgram(Program):
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         await self.prepare()
+        if any(port.vnet_hdr for port in self.ports):
+            # super-packets: each batch allocates and frees 64 KiB buffers (see keep_freed_heap)
+            from .._sys import keep_freed_heap
+
+            keep_freed_heap(self.FREED_HEAP)
         sock = await self.open_underlay()
         watched: list[int] = []
         try:

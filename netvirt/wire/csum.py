@@ -21,7 +21,8 @@ from typing import Any
 
 Buffer = bytes | bytearray | memoryview
 
-__all__ = ["checksum_field", "fold", "numpy_module", "piece_sums", "use_numpy", "word_sum"]
+__all__ = ["checksum_field", "fold", "numpy_module", "piece_sums", "piece_sums_array", "total_sum",
+           "use_numpy", "word_sum"]
 
 _numpy: list[Any] = []  # [module or None] once looked for
 
@@ -73,19 +74,53 @@ def checksum_field(total: int) -> int:
 
 def piece_sums(data: Buffer, step: int) -> list[int]:
     """:func:`word_sum` of each ``step``-byte piece of ``data`` (the last may be shorter)."""
-    size = len(data)
-    full = size // step
+    sums = piece_sums_array(data, step)
+    if sums is None:
+        return [word_sum(data[o : o + step]) for o in range(0, len(data), step)]
+    out: list[int] = sums.tolist()
+    return out
+
+
+def piece_sums_array(data: Buffer, step: int) -> Any:
+    """:func:`piece_sums` as a numpy ``int64`` array, or None where numpy does not pay
+    (fewer than 4 whole pieces, an odd ``step``) or is missing."""
+    full = len(data) // step if step > 0 else 0
     np = numpy_module() if full >= _NUMPY_MIN_PIECES and not step & 1 else None
     if np is None:
-        return [word_sum(data[o : o + step]) for o in range(0, size, step)]
-    words = np.frombuffer(data, dtype=np.uint16, count=full * step // 2)
-    # native (little-endian) words: each row's sum is the byte-swapped class, i.e. the
-    # big-endian one times 256 (mod 0xFFFF)
-    rows = words.reshape(full, step // 2).sum(axis=1, dtype=np.uint64)
-    rows %= 0xFFFF
-    if _LITTLE:
-        rows = rows * 256 % 0xFFFF
-    out: list[int] = rows.tolist()
-    if full * step < size:
-        out.append(word_sum(data[full * step :]))
+        return None
+    rows = _row_sums(np, data, step, full)
+    if full * step == len(data):
+        return rows
+    out = np.empty(full + 1, np.int64)
+    out[:full] = rows
+    out[full] = word_sum(data[full * step :])
     return out
+
+
+def total_sum(data: Buffer) -> int:
+    """:func:`word_sum` of all of ``data``: the sum of :func:`piece_sums` for any even step."""
+    size = len(data)
+    np = numpy_module() if size >= 512 else None
+    if np is None:
+        return word_sum(data)
+    whole = size & ~3
+    total = int(np.frombuffer(data, np.uint32, count=whole // 4).sum(dtype=np.uint64)) % 0xFFFF
+    if _LITTLE:
+        total = total * 256 % 0xFFFF
+    return (total + word_sum(data[whole:])) % 0xFFFF if whole < size else total
+
+
+def _row_sums(np: Any, data: Buffer, step: int, rows: int) -> Any:
+    """Each of the first ``rows`` ``step``-byte rows' word sum, mod 0xFFFF (``int64``)."""
+    # two words per uint32 where the rows allow it: 2**16 == 1 (mod 0xFFFF), so a 32-bit
+    # value is in the class of its two words' sum, and half as many elements are summed
+    width = 4 if not step & 3 else 2
+    words = np.frombuffer(data, dtype=np.uint32 if width == 4 else np.uint16,
+                          count=rows * step // width)
+    sums = words.reshape(rows, step // width).sum(axis=1, dtype=np.int64)  # < 2**47
+    if _LITTLE:
+        # native (little-endian) words: each row's sum is the byte-swapped class, i.e. the
+        # big-endian one times 256 (mod 0xFFFF)
+        sums *= 256
+    sums %= 0xFFFF
+    return sums

@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final, NamedTuple
 
-from .csum import Buffer, checksum_field, fold, numpy_module, piece_sums, word_sum
+from .csum import Buffer, checksum_field, fold, numpy_module, piece_sums, piece_sums_array, total_sum, word_sum
 from .packets import VNET_HDR_LEN, vnet_to_plain
 
 __all__ = ["MAX_SEGMENTS", "Run", "coalesce_tcp", "merge_limit", "segment"]
@@ -175,50 +175,101 @@ def _template(ip: memoryview, version: int, l4: int, hdr: int,
     return tpl, ip_base, word_sum(tpl[l4:]) + pseudo, ident, seq0, flags
 
 
+class _Shape(NamedTuple):
+    """What every super-packet of one shape (segment count, sizes, header layout) shares:
+    per segment, its IP total length (IPv4) or L4 length (IPv6), its sequence offset
+    and its L4 length, and the segments' TCP flag masks for each flags byte seen."""
+
+    length: Any  # the IP length field: IPv4 total length, IPv6 payload length
+    offsets: Any  # i * mss
+    l4_len: Any
+    index: Any
+    marks: dict[int, Any]
+
+
+_shapes: dict[tuple[int, int, int, int, int, int], _Shape] = {}
+_MAX_SHAPES = 64
+
+
+def _shape(np: Any, version: int, l4: int, hdr: int, mss: int, count: int, last: int) -> _Shape:
+    key = (version, l4, hdr, mss, count, last)
+    shape = _shapes.get(key)
+    if shape is None:
+        if len(_shapes) >= _MAX_SHAPES:
+            _shapes.clear()
+        index = np.arange(count, dtype=np.int64)
+        sizes = np.full(count, mss, dtype=np.int64)
+        sizes[-1] = last
+        l4_len = sizes + (hdr - l4)
+        shape = _shapes[key] = _Shape(sizes + hdr if version == 4 else l4_len, index * mss,
+                                      l4_len, index, {})
+    return shape
+
+
+def _marks(np: Any, shape: _Shape, flags: int) -> Any:
+    """The TCP flags byte of each segment: FIN and PSH on the last only, CWR on the first."""
+    marks = shape.marks.get(flags)
+    if marks is None:
+        count = len(shape.index)
+        marks = np.full(count, flags & ~_FIN_PSH, dtype=np.int64)
+        marks[-1] = flags
+        marks[1:] &= ~_CWR
+        shape.marks[flags] = marks
+    return marks
+
+
 def _cut_np(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload: memoryview,
-            mss: int, count: int) -> bytearray:
+            mss: int, count: int) -> memoryview:
     """:func:`_cut` with array operations: all segments in one buffer.
 
     The headers are one ``(count, hdr)`` array whose per-segment fields are
     written a column at a time through a big-endian 16-bit view (every field
-    sits at an even offset), then copied in front of the payload rows."""
+    sits at an even offset), then copied in front of the payload rows. What
+    depends only on the packet's shape is computed once per shape
+    (:func:`_shape`): a TCP stream's super-packets mostly share a few."""
     np: Any = numpy_module()
     tpl, ip_base, l4_base, ident, seq0, flags = _template(ip, version, l4, hdr, tcp)
     step, size = hdr + mss, len(payload)
     last = size - (count - 1) * mss
     full = count if last == mss else count - 1
+    shape = _shape(np, version, l4, hdr, mss, count, last)
     heads = np.empty((count, hdr), np.uint8)
     heads[:] = np.frombuffer(bytes(tpl), np.uint8)
     words = heads.view(">u2")
-    index = np.arange(count, dtype=np.int64)
-    sizes = np.full(count, mss, dtype=np.int64)
-    sizes[-1] = last
-    l4_len = sizes + (hdr - l4)
     if version == 4:
-        idents = (index + ident) & 0xFFFF
-        words[:, 1] = sizes + hdr
-        words[:, 2] = idents
-        words[:, 5] = _field(ip_base + hdr + sizes + idents)
+        words[:, 1] = shape.length
+        if ident + count <= 0x10000:  # no wrap: ident + i for segment i
+            words[:, 2] = shape.index + ident
+            words[:, 5] = _field(shape.length + shape.index + (ip_base + ident))
+        else:
+            idents = (shape.index + ident) & 0xFFFF
+            words[:, 2] = idents
+            words[:, 5] = _field(ip_base + shape.length + idents)
     else:
-        words[:, 2] = l4_len
-    sums = np.asarray(piece_sums(payload, mss) if size else [0], dtype=np.int64)
+        words[:, 2] = shape.length
+    sums = piece_sums_array(payload, mss) if size else None
+    if sums is None:
+        sums = np.asarray(piece_sums(payload, mss) if size else [0], dtype=np.int64)
     if tcp:
-        seq = (index * mss + seq0) & 0xFFFFFFFF
-        words[:, (l4 + 4) // 2] = seq >> 16
-        words[:, (l4 + 6) // 2] = seq & 0xFFFF
-        marks = np.full(count, flags & ~_FIN_PSH, dtype=np.int64)
-        marks[-1] = flags
-        marks[1:] &= ~_CWR
+        seq = shape.offsets + seq0
+        seq &= 0xFFFFFFFF
+        high, low = seq >> 16, seq & 0xFFFF
+        words[:, (l4 + 4) // 2] = high
+        words[:, (l4 + 6) // 2] = low
+        marks = _marks(np, shape, flags)
         heads[:, l4 + 13] = marks
-        words[:, (l4 + 16) // 2] = _field(l4_len + (seq >> 16) + (seq & 0xFFFF) + marks + sums
-                                          + l4_base)
+        high += low
+        high += marks
+        high += sums
+        high += shape.l4_len
+        high += l4_base
+        words[:, (l4 + 16) // 2] = _field(high)
     else:
-        words[:, (l4 + 4) // 2] = l4_len
-        check = _field(2 * l4_len + sums + l4_base)
+        words[:, (l4 + 4) // 2] = shape.l4_len
+        check = _field(2 * shape.l4_len + sums + l4_base)
         check[check == 0] = 0xFFFF
         words[:, (l4 + 6) // 2] = check
-    out = bytearray((count - 1) * step + hdr + last)
-    arr = np.frombuffer(out, np.uint8)
+    arr = np.empty((count - 1) * step + hdr + last, np.uint8)  # every byte is written below
     body = np.frombuffer(payload, np.uint8)
     if full:
         grid = arr[: full * step].reshape(full, step)
@@ -228,7 +279,7 @@ def _cut_np(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload:
         tail = arr[full * step :]
         tail[:hdr] = heads[full]
         tail[hdr:] = body[full * mss :]
-    return out
+    return memoryview(arr)
 
 
 def _field(total: Any) -> Any:
@@ -340,7 +391,7 @@ def coalesce_tcp(run: Buffer, step: int) -> bytes | None:
     tcp_lens = (count - 1) * (step - l4) + last - l4
     # every packet's words: IPv4 header (0 if its checksum is right) + TCP part, which
     # with its pseudo-header sums to 0 if its checksum is right
-    check = sum(piece_sums(raw, step)) + count * pseudo + tcp_lens
+    check = (total_sum(raw) if not step & 1 else sum(piece_sums(raw, step))) + count * pseudo + tcp_lens
     if l4 == 40:  # the IPv6 headers' words count too: fixed part + payload length each
         check -= count * (word_sum(raw[:40]) - (step - 40)) + tcp_lens
     if check % 0xFFFF:

@@ -86,10 +86,17 @@ def test_piece_sums_match_a_plain_loop() -> None:
     rng = random.Random(SEED)
     for _ in range(300):
         data = rng.randbytes(rng.randint(0, 3000))
-        step = rng.choice([1, 2, 7, 64, 100, 1348, 1349, rng.randint(1, 3000)])
+        step = rng.choice([1, 2, 7, 64, 100, 1348, 1349, 1350, rng.randint(1, 3000)])
         want = [slow_sum(data[o : o + step]) for o in range(0, len(data), step)]
         assert csum.piece_sums(data, step) == want
         assert csum.word_sum(data) == slow_sum(data)
+        assert csum.total_sum(data) == slow_sum(data)
+    # the largest sums the arrays hold: 64 KiB of 0xFF, in rows of 32-bit and 16-bit words
+    ones = b"\xff" * 65535
+    for step in (65532, 65534, 1348, 1350):
+        assert csum.piece_sums(ones, step) == [slow_sum(ones[o : o + step])
+                                               for o in range(0, len(ones), step)]
+    assert csum.total_sum(ones) == slow_sum(ones)
 
 
 def test_fold_edges() -> None:
@@ -264,9 +271,19 @@ def test_array_and_loop_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(60):
         version = rng.choice([4, 6])
         if rng.random() < 0.7:
-            packet = tcp_packet(version, rng.randbytes(rng.randint(0, 40000)),
-                                seq=rng.randrange(2**32), flags=rng.choice(["A", "PA", "FPA", "CA"]))
+            size, flags = rng.randint(0, 40000), rng.choice(["A", "PA", "FPA", "CA"])
+            ident = rng.choice([7, 65535 - rng.randint(0, 900), rng.randrange(65536)])
+            packet = tcp_packet(version, rng.randbytes(size), seq=rng.randrange(2**32),
+                                flags=flags, ident=ident)
             header = vnet(1 if version == 4 else 4, rng.randint(48, 1460))
+            # one of the same shape (the array path reuses what depends on the shape only)
+            again = tcp_packet(version, rng.randbytes(size), seq=rng.randrange(2**32),
+                               flags=rng.choice(["A", "PA", "FPA", "CA"]),
+                               ident=rng.randrange(65536))
+            a = tso.segment(header + again, 1400)
+            b = tso.segment(header + again, 1400, contiguous=False)
+            assert (a is None and b is None) or (a is not None and b is not None
+                                                 and packets_of(a) == packets_of(b))
         else:
             l3: Any = IP(src="10.0.0.1", dst="10.0.0.2") if version == 4 else IPv6()
             packet = bytes(l3 / UDP(sport=1, dport=2) / rng.randbytes(rng.randint(0, 20000)))
@@ -285,3 +302,14 @@ def test_array_and_loop_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
         assert csum.numpy_module() is None
     finally:
         csum.use_numpy(True)
+
+
+def test_keep_freed_heap_defers_to_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tunnels raise glibc's trim threshold (see ``netvirt._sys.keep_freed_heap``),
+    unless the user chose one with ``MALLOC_TRIM_THRESHOLD_``."""
+    from netvirt import _sys
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert _sys.keep_freed_heap(16 << 20) is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    assert _sys.keep_freed_heap(16 << 20) is (getattr(_sys._libc, "mallopt", None) is not None)
