@@ -39,6 +39,9 @@ Tunnels (``--tunnels``, comma separated):
   script), on one event loop.
 * ``netvirt-nogso``: ``netvirt`` without UDP GSO/GRO on the underlay socket
   (one syscall per datagram, no merged writes), to see what those are worth.
+* ``kernel``: no tunnel at all, iperf3 straight over the underlay veth (MTU
+  1500): the ceiling any tunnel on this machine stays below, measured in the
+  same run (BASELINES.md section 1 is its anchor).
 
 Every tunnel's wire is one IP packet per datagram. The benchmark checks it:
 the underlay namespaces' IP fragment counters (``/proc/net/snmp``, what
@@ -76,7 +79,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class TunnelDef:
-    kind: str  # "openvpn", "proc" (one process per end) or "inproc" (ends in this process)
+    #: "openvpn", "proc" (one process per end), "inproc" (ends in this process) or "none"
+    #: (no tunnel: iperf3 over the underlay veth itself, the ceiling of this machine)
+    kind: str
     subnet: int  # overlay 10.<subnet>.0.1 <-> .2
     port: int
     offload: str = "auto"  # the program's offload param (the tun is opened plain)
@@ -84,6 +89,8 @@ class TunnelDef:
     gso: bool = True  # UDP GSO/GRO on the underlay socket (UdpTunnel.udp_gso)
 
     def addr(self, side: int) -> str:
+        if self.kind == "none":
+            return UNDERLAY[side]
         return f"10.{self.subnet}.0.{side + 1}"
 
 
@@ -93,6 +100,7 @@ TUNNELS: dict[str, TunnelDef] = {
     "netvirt-plain": TunnelDef("proc", 204, 6002, "false", ("nvupn1", "nvupn2")),
     "netvirt-1proc": TunnelDef("inproc", 205, 6003, "auto", ("nvuio1", "nvuio2")),
     "netvirt-nogso": TunnelDef("proc", 207, 6005, "auto", ("nvupg1", "nvupg2"), gso=False),
+    "kernel": TunnelDef("none", 0, 0),
 }
 DEFAULT = "openvpn,netvirt,netvirt-plain,netvirt-1proc"
 #: key, result name suffix, unit
@@ -193,6 +201,8 @@ class Bench:
 
     async def start(self, name: str) -> None:
         t = TUNNELS[name]
+        if t.kind == "none":
+            return
         if t.kind == "inproc":
             self.pids[name] = [os.getpid()]  # built with the underlay, served by this loop
             return
@@ -264,9 +274,11 @@ class Bench:
     async def drops(self, name: str) -> tuple[int, int]:
         """(packets the tun in ``a`` dropped because the tunnel did not read them in time,
         UDP datagrams node ``b`` dropped for a full socket receive buffer)."""
-        _code, out = await run("ip", "-n", self.ns[0], "-s", "-j", "link", "show", "dev",
-                               TUNNELS[name].devs[0])
-        tun = json.loads(out)[0]["stats64"]["tx"]["dropped"] if out.startswith("[") else 0
+        tun = 0
+        if TUNNELS[name].devs[0]:
+            _code, out = await run("ip", "-n", self.ns[0], "-s", "-j", "link", "show", "dev",
+                                   TUNNELS[name].devs[0])
+            tun = json.loads(out)[0]["stats64"]["tx"]["dropped"] if out.startswith("[") else 0
         _code, out = await run("ip", "netns", "exec", self.ns[1], "cat", "/proc/net/snmp")
         udp = [line.split() for line in out.splitlines() if line.startswith("Udp:")]
         rcvbuf = int(udp[1][udp[0].index("RcvbufErrors")]) if len(udp) == 2 else 0
@@ -281,7 +293,8 @@ class Bench:
             cpu = self.cpu_seconds(name) - cpu
             if "end" in d:
                 res["tcp"] = d["end"]["sum_received"]["bits_per_second"] / 1e6
-                res["tcp_cpu"] = cpu / (d["end"]["sum_received"]["bytes"] / 1e9)
+                if name in self.pids:  # (no tunnel, no tunnel CPU)
+                    res["tcp_cpu"] = cpu / (d["end"]["sum_received"]["bytes"] / 1e9)
             else:
                 self.rep.fail(f"iperf3 TCP through {name}: {d.get('error')}")
         if "udp" not in tests:
@@ -296,8 +309,10 @@ class Bench:
             got = s["packets"] - s["lost_packets"]
             res["udp_sent"] = s["packets"] / s["seconds"] / 1e3
             res["udp_rcvd"] = got / s["seconds"] / 1e3
-            res["udp_cpu"] = cpu / max(1, got) * 1e6
-            res["udp_tun_drop"] = 100 * (after[0] - before[0]) / max(1, s["packets"])
+            if name in self.pids:
+                res["udp_cpu"] = cpu / max(1, got) * 1e6
+            if TUNNELS[name].devs[0]:
+                res["udp_tun_drop"] = 100 * (after[0] - before[0]) / max(1, s["packets"])
             res["udp_rcvbuf_drop"] = 100 * (after[1] - before[1]) / max(1, s["packets"])
         else:
             self.rep.fail(f"iperf3 UDP through {name}: {d.get('error')}")
