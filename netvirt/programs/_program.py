@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from ..errors import KernelError, NetvirtError, Problem, ScenarioError
 from ..packetio import PacketPort
+from ._checks import Schema
 from ._params import check_keys
 
 __all__ = ["OpenSocket", "Program", "ProgramContext"]
@@ -87,6 +88,16 @@ class Program(ABC):
     required_params: ClassVar[frozenset[str]] = frozenset()
     #: Device framings the program serves: "ip" (a tun), "ether" (a tap or macvtap).
     framings: ClassVar[tuple[str, ...]] = ("ip", "ether")
+    #: A built-in's params and framings, checked by validation without this class
+    #: (:mod:`netvirt.programs._checks`); a class that sets it takes the four above from it.
+    schema: ClassVar[Schema | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        schema = cls.__dict__.get("schema")
+        if schema is not None:
+            cls.name, cls.framings = schema.name, schema.framings
+            cls.allowed_params, cls.required_params = schema.allowed, schema.required
 
     def __init__(self, ctx: ProgramContext) -> None:
         problems = self.check_params(ctx.params, ctx.place)
@@ -112,9 +123,11 @@ class Program(ABC):
     def check_params(cls, params: Mapping[str, Any], place: str) -> list[Problem]:
         """Problems with ``params`` (pure: no I/O, never raises).
 
-        The default checks keys against ``allowed_params``/``required_params``;
-        subclasses extend it with value checks.
+        The default checks the class's :attr:`schema`, or without one its keys
+        against ``allowed_params``/``required_params``; subclasses may extend it.
         """
+        if cls.schema is not None:
+            return cls.schema.check(params, place)
         return check_keys(params, cls.allowed_params, cls.required_params, place,
                           what=f"program {getattr(cls, 'name', cls.__name__)!r}")
 

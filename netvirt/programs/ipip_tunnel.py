@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import Problem
 from ..wire.packets import Buffer, ip_plausible
+from ._checks import SCHEMAS
 from ._params import parse_ip
 from ._program import ProgramContext
 from ._tunnel import TunnelProgram
@@ -42,33 +41,11 @@ class IpipTunnel(TunnelProgram):
     ``malformed``, ``dropped``, ``gso_tx`` (always 0), ``gso_rx`` (always 0),
     ``segmented``, ``max_len`` (see :class:`~netvirt.programs.base.TunnelProgram`)."""
 
-    name: ClassVar[str] = "ipip-tunnel"
+    schema = SCHEMAS["ipip-tunnel"]
     wire: ClassVar[str] = "ipip"
     counter_names: ClassVar[tuple[str, ...]] = TunnelProgram.tunnel_counters("ipip")
-    allowed_params: ClassVar[frozenset[str]] = frozenset({"local", "remote"})
-    required_params: ClassVar[frozenset[str]] = frozenset({"local", "remote"})
-    framings: ClassVar[tuple[str, ...]] = ("ip",)
     #: The kernel's IP layer handles the outer packet's size (PMTU and all).
     limit: int = 65515
-
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], place: str) -> list[Problem]:
-        problems = super().check_params(params, place)
-        for key in ("local", "remote"):
-            if key not in params:
-                continue
-            try:
-                addr = parse_ip(params[key])
-            except ValueError as exc:
-                problems.append(Problem(f"{place}.{key}", f"not an IPv4 address: {exc}"))
-                continue
-            if addr.version != 4:
-                problems.append(Problem(f"{place}.{key}",
-                                        "IP-in-IP (protocol 4) runs over IPv4: "
-                                        "give an IPv4 address"))
-            elif addr.is_multicast or addr.is_unspecified and key == "remote":
-                problems.append(Problem(f"{place}.{key}", f"{addr} is not a host address"))
-        return problems
 
     def __init__(self, ctx: ProgramContext) -> None:
         super().__init__(ctx)

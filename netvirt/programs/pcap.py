@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from ..errors import KernelError, Problem
+from ..errors import KernelError
 from ..packetio import PacketPort
 from ..wire.packets import VNET_HDR_LEN
 from ..wire.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter, linktype_for
+from ._checks import SCHEMAS
 from ._program import Program, ProgramContext
 
 __all__ = ["LINKTYPE_ETHERNET", "LINKTYPE_RAW", "PcapProgram", "PcapWriter", "linktype_for"]
@@ -27,18 +27,8 @@ __all__ = ["LINKTYPE_ETHERNET", "LINKTYPE_RAW", "PcapProgram", "PcapWriter", "li
 class PcapProgram(Program):
     """Counter: ``packets`` (packets written to the file)."""
 
-    name: ClassVar[str] = "pcap"
+    schema = SCHEMAS["pcap"]
     counter_names: ClassVar[tuple[str, ...]] = ("packets",)
-    allowed_params: ClassVar[frozenset[str]] = frozenset({"path"})
-    required_params: ClassVar[frozenset[str]] = frozenset({"path"})
-
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], place: str) -> list[Problem]:
-        problems = super().check_params(params, place)
-        path = params.get("path", "x")
-        if not isinstance(path, str | os.PathLike) or not os.fspath(path):
-            problems.append(Problem(f"{place}.path", "expected a file path such as lab.pcap"))
-        return problems
 
     def __init__(self, ctx: ProgramContext) -> None:
         super().__init__(ctx)

@@ -23,10 +23,9 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from collections.abc import Container, Mapping
-from typing import Any, ClassVar
+from collections.abc import Container
+from typing import ClassVar
 
-from ..errors import Problem
 from ..packetio import PacketPort
 from ..wire.packets import (
     ANY_ADDRESS,
@@ -41,6 +40,7 @@ from ..wire.packets import (
     ndp_advert,
     pack_mac,
 )
+from ._checks import SCHEMAS, ip_list
 from ._params import IPAddress, parse_ip
 from ._program import Program, ProgramContext
 
@@ -49,59 +49,22 @@ __all__ = ["Responder"]
 _DEFAULT_MAC = bytes.fromhex("026e76000001")
 
 
-def _ip_list(value: object) -> list[object]:
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 class Responder(Program):
     """Counters: ``rx``, ``tx``, ``arp_replies``, ``ndp_replies``, ``echo_replies``, ``ignored``
     (and ``probe_sent``, ``probe_replies`` with ``probe``)."""
 
-    name: ClassVar[str] = "responder"
+    schema = SCHEMAS["responder"]
     counter_names: ClassVar[tuple[str, ...]] = (
         "rx", "tx", "arp_replies", "ndp_replies", "echo_replies", "ignored",
     )
-    allowed_params: ClassVar[frozenset[str]] = frozenset({"ip", "mac", "probe"})
     PROBE_INTERVAL: ClassVar[float] = 0.1
-
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], place: str) -> list[Problem]:
-        problems = super().check_params(params, place)
-        if "ip" in params:
-            values = _ip_list(params["ip"])
-            if not values:
-                problems.append(Problem(f"{place}.ip", "give at least one address"))
-            for i, value in enumerate(values):
-                where = f"{place}.ip" if not isinstance(params["ip"], list) else f"{place}.ip[{i}]"
-                try:
-                    addr = parse_ip(value)
-                except ValueError as exc:
-                    problems.append(Problem(where, f"not an IP address: {exc}"))
-                    continue
-                if addr.is_multicast or addr.is_unspecified:
-                    problems.append(Problem(where, f"{addr} cannot be a host address"))
-        if "probe" in params:
-            try:
-                if parse_ip(params["probe"]).version != 4:
-                    raise ValueError("IPv4 only")
-            except ValueError as exc:
-                problems.append(Problem(f"{place}.probe", f"expected an IPv4 address: {exc}"))
-        if "mac" in params:
-            try:
-                mac = pack_mac(params["mac"]) if isinstance(params["mac"], str) else b""
-            except ValueError:
-                mac = b""
-            if len(mac) != 6 or mac[0] & 1 or mac == bytes(6):
-                problems.append(Problem(f"{place}.mac", "expected a unicast MAC such as "
-                                        f"02:00:00:00:00:01, got {params['mac']!r}"))
-        return problems
 
     def __init__(self, ctx: ProgramContext) -> None:
         super().__init__(ctx)
         ether = ctx.port.framing == "ether"
         addrs: list[IPAddress]
         if "ip" in ctx.params:
-            addrs = [parse_ip(v) for v in _ip_list(ctx.params["ip"])]
+            addrs = [parse_ip(v) for v in ip_list(ctx.params["ip"])]
         else:
             addrs = [iface.ip for iface in ctx.addresses] if ether else []
         self.addresses = addrs

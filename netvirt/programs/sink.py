@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from ..packetio import PacketPort
 from ..wire.packets import CLASSES, VNET_HDR_LEN, classify
+from ._checks import SCHEMAS
 from ._program import Program
 
 __all__ = ["Sink"]
@@ -15,7 +16,7 @@ class Sink(Program):
     """Counters: ``rx``, ``rx_bytes`` (IP packet or frame sizes, no vnet header) and
     ``rx_<class>`` for each class of :func:`~netvirt.packets.classify`."""
 
-    name: ClassVar[str] = "sink"
+    schema = SCHEMAS["sink"]
     counter_names: ClassVar[tuple[str, ...]] = ("rx", "rx_bytes", *(f"rx_{c}" for c in CLASSES))
 
     async def run(self) -> None:

@@ -63,14 +63,13 @@ import contextlib
 import errno
 import socket
 import sys
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import Problem
 from ..packetio import MAX_PACKET
 from ..wire.packets import Buffer, ip_plausible
 from ..wire.tso import Run
-from ._params import IPAddress, parse_endpoint
+from ._checks import SCHEMAS
+from ._params import parse_endpoint
 from ._program import ProgramContext
 from ._tunnel import TunnelProgram
 from ._tunnel_wire import plan_sends, plan_writes
@@ -83,7 +82,6 @@ UDP_GRO = 104
 _IP_MTU, _IPV6_MTU = 14, 24
 _GSO_REFUSED = (errno.EINVAL, errno.EMSGSIZE, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP)
 _GRO_SPACE = socket.CMSG_SPACE(4)
-_OFFLOAD_VALUES = ("auto", False)
 
 
 class UdpTunnel(TunnelProgram):
@@ -91,37 +89,12 @@ class UdpTunnel(TunnelProgram):
     ``malformed``, ``dropped``, ``gso_tx``, ``gso_rx``, ``segmented``, ``too_big``,
     ``max_len`` (see :mod:`netvirt.programs._tunnel`)."""
 
-    name: ClassVar[str] = "udp-tunnel"
+    schema = SCHEMAS["udp-tunnel"]
     wire: ClassVar[str] = "udp"
     counter_names: ClassVar[tuple[str, ...]] = TunnelProgram.tunnel_counters("udp")
-    allowed_params: ClassVar[frozenset[str]] = frozenset({"local", "remote", "offload"})
-    required_params: ClassVar[frozenset[str]] = frozenset({"local", "remote"})
     #: Use UDP GSO on send and UDP GRO on receive (see the module doc); set it
     #: False on an instance before :meth:`run` to measure the plain path.
     udp_gso: bool = True
-
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], place: str) -> list[Problem]:
-        problems = super().check_params(params, place)
-        parsed: dict[str, IPAddress] = {}
-        for key in ("local", "remote"):
-            if key not in params:
-                continue
-            try:
-                parsed[key] = parse_endpoint(params[key])[0]
-            except ValueError as exc:
-                problems.append(Problem(f"{place}.{key}", str(exc)))
-                continue
-            if parsed[key].is_multicast or key == "remote" and parsed[key].is_unspecified:
-                problems.append(Problem(f"{place}.{key}", f"{parsed[key]} is not a host address"))
-        if len(parsed) == 2 and parsed["local"].version != parsed["remote"].version:
-            problems.append(Problem(f"{place}.remote",
-                                    "local and remote must both be IPv4 or both IPv6"))
-        if "offload" in params and params["offload"] not in _OFFLOAD_VALUES:
-            problems.append(Problem(f"{place}.offload", "expected auto (the default: the tunnel "
-                                    f"switches on its tun's offload) or false, not "
-                                    f"{params['offload']!r}"))
-        return problems
 
     def __init__(self, ctx: ProgramContext) -> None:
         super().__init__(ctx)

@@ -19,45 +19,22 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any, ClassVar
 
 from ..errors import Problem, ScenarioError
+from ._checks import USER, split_target
 from ._program import Program, ProgramContext
 
 __all__ = ["Handler", "UserProgram"]
 
 Handler = Callable[[ProgramContext], Awaitable[None]]
-_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
-
-
-def _split(target: str) -> tuple[str, str]:
-    module, sep, attr = target.rpartition(":")
-    return (module, attr) if sep else ("", target)
-
-
 class UserProgram(Program):
     """Runs a user's async handler; its counters are whatever it puts in ``ctx.counters``."""
 
-    name: ClassVar[str] = "python"
+    schema = USER
     KEY: ClassVar[str] = "python"
-
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], place: str) -> list[Problem]:
-        where = f"{place}.{cls.KEY}" if place else cls.KEY
-        target = params.get(cls.KEY)
-        if not isinstance(target, str):
-            return [Problem(where, "expected 'module:callable' (or 'file.py:callable')")]
-        module, attr = _split(target)
-        problems = []
-        if not module or not (module.endswith(".py") or _DOTTED.match(module)):
-            problems.append(Problem(where, f"expected 'module:callable', got {target!r}: "
-                                           "the module is a dotted name or a .py file"))
-        if not _DOTTED.match(attr):
-            problems.append(Problem(where, f"expected 'module:callable', got {target!r}: "
-                                           f"{attr!r} is not a (dotted) Python name"))
-        return problems
 
     def __init__(self, ctx: ProgramContext) -> None:
         super().__init__(ctx)
@@ -79,7 +56,7 @@ class UserProgram(Program):
                                      self.ctx.source or None))
 
     def _import(self) -> Handler:
-        module_name, attr = _split(self.target)
+        module_name, attr = split_target(self.target)
         try:
             module = _import_file(module_name) if module_name.endswith(".py") else (
                 importlib.import_module(module_name))

@@ -122,15 +122,13 @@ class ProgramSpec:
 
     ``name`` is a built-in program (``sink``, ``responder``, ...) or ``python``
     for user code, in which case ``params["python"]`` is ``"module:callable"``.
-    ``params`` holds every key of the ``program:`` mapping except ``name``;
-    ``config`` is the typed form of them that the program's own ``parse_params``
-    made at validation, if it has one (``netvirt.programs.parse_program``).
+    ``params`` holds every key of the ``program:`` mapping except ``name``, checked
+    against the program's schema at validation (``netvirt.programs.parse_program``).
     """
 
     name: str
     params: Mapping[str, Any]
     place: str = ""
-    config: object = None
 
 
 @dataclass(frozen=True)
