@@ -297,7 +297,7 @@ def _merge_count(data: memoryview, seg: int) -> int:
     return max(1, room // (seg - hdr)) if seg > hdr else 1
 
 
-def _merge(run: memoryview, seg: int) -> bytes | None:
+def _merge(run: memoryview, seg: int) -> Buffer | None:
     if len(run) < 40:
         return None
     version = run[0] >> 4

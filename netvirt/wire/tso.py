@@ -327,7 +327,7 @@ def merge_limit(step: int) -> int:
     return max(1, min(64, 65535 // step)) if step > 0 else 1
 
 
-def coalesce_tcp(run: Buffer, step: int) -> bytes | None:
+def coalesce_tcp(run: Buffer, step: int) -> Buffer | None:
     """One TCP super-packet, vnet header first (``NEEDS_CSUM``, ``TCPV4``/``TCPV6``),
     carrying a run of TCP segments; None when they do not qualify.
 
@@ -397,8 +397,7 @@ def coalesce_tcp(run: Buffer, step: int) -> bytes | None:
     if check % 0xFFFF:
         return None
     head = bytearray(raw[:hdr])
-    body = b"".join([raw[o + hdr : o + step] for o in range(0, total, step)])
-    tcp_len = hdr - l4 + len(body)
+    tcp_len = hdr - l4 + total - count * hdr
     if l4 == 20:
         if 20 + tcp_len > 0xFFFF:
             return None
@@ -413,4 +412,17 @@ def coalesce_tcp(run: Buffer, step: int) -> bytes | None:
         kind = _GSO_TCPV6
     head[l4 + 13] = flags[-1]
     struct.pack_into("!H", head, l4 + 16, fold(pseudo + tcp_len))  # the pseudo-header sum
-    return _VNET.pack(_NEEDS_CSUM, kind, hdr, mss, l4, 16) + head + body
+    front = _VNET.pack(_NEEDS_CSUM, kind, hdr, mss, l4, 16) + head
+    np = numpy_module()
+    if np is None:
+        return b"".join([front, *[raw[o + hdr : o + step] for o in range(0, total, step)]])
+    # the payloads gathered by one strided copy into the packet's buffer
+    out = np.empty(len(front) + tcp_len - (hdr - l4), np.uint8)
+    out[: len(front)] = np.frombuffer(front, np.uint8)
+    src = np.frombuffer(raw, np.uint8)
+    at = len(front)
+    if full:
+        out[at : at + full * mss].reshape(full, mss)[:] = src[: full * step].reshape(full, step)[:, hdr:]
+    if full < count:
+        out[at + full * mss :] = src[full * step + hdr :]
+    return memoryview(out)
