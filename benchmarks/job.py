@@ -63,6 +63,7 @@ from benchmarks.common import (
     netns_exists,
     now,
     parser,
+    readme_install,
     require_root,
 )
 
@@ -131,21 +132,6 @@ sys.exit(0 if ok else 2)
 _ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 #: how the netvirt side runs: its interpreter and its working directory (see run())
 _NETVIRT = {"python": sys.executable, "cwd": REPO}
-
-
-def readme_install(workdir: str) -> str:
-    """netvirt installed as the README's first command does: a venv, ``pip install .``.
-    Returns the venv's interpreter. (A venv has no site-packages ``.pth`` files of the
-    machine's interpreter: this one's editable install and a certifi hook cost 25 ms at
-    every start.)"""
-    venv = os.path.join(workdir, "venv")
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    py = os.path.join(venv, "bin", "python")
-    res = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", REPO],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"pip install . into {venv} failed: {res.stderr.strip()[-800:]}")
-    return py
 
 
 def timed(argv: list[str], timeout: float = 600, cwd: str = REPO,

@@ -9,13 +9,21 @@ Wall time, measured from this process around each child (spawn to exit), of
 * ``python -m netvirt validate scenarios/s4-udp-tunnel.yaml`` (target < 0.1 s),
 * ``python -m netvirt validate scenarios/s3b_star.py --param n=200`` (target < 0.1 s),
 
-run alternately (pass, help, validate, pass, ...) with this interpreter
-(``sys.executable``, so no pyenv or venv shim is counted), from the repository
-root, with bytecode cached as an installed package has it (in a scratch
-PYTHONPYCACHEPREFIX filled by the warm-up round, removed at the end; an inherited
-PYTHONDONTWRITEBYTECODE is dropped for the children). Each must exit 0. Needs no
-root and creates nothing else. With ``--baseline DIR``
-the netvirt commands also run from another checkout, interleaved in the same rounds.
+run alternately (pass, help, validate, pass, ...), as a user runs them after the
+README's install: a venv of this interpreter with ``pip install .`` (in a scratch
+directory, removed at the end), its ``bin/python`` for the anchor and netvirt alike,
+from outside the checkout (scenario paths absolute), so the installed package and
+its compiled bytecode are what runs. A venv has none of the machine interpreter's
+site-packages ``.pth`` hooks (here an editable finder and a certifi hook, about
+25 ms at every start, ``python -c pass`` included).
+
+``--in-place`` runs this interpreter (``sys.executable``) from the repository root
+instead, the checkout on PYTHONPATH, with bytecode cached in a scratch
+PYTHONPYCACHEPREFIX filled by the warm-up round (an inherited
+PYTHONDONTWRITEBYTECODE is dropped for the children). ``--baseline DIR`` (in
+place, too) also runs the netvirt commands from another checkout, interleaved in
+the same rounds; ``--smoke`` (one round) runs in place, too. Each command must exit 0.
+Needs no root.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks.common import REPO, Report, check_args, machine_line, now, parser
+from benchmarks.common import REPO, Report, check_args, machine_line, now, parser, readme_install
 
 COMMANDS = {
     "python-pass": ["-c", "pass"],
@@ -46,13 +54,23 @@ _PYCACHE = tempfile.mkdtemp(prefix="nv-startup-pyc-")
 _BASE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
+#: the interpreter and working directory of an installed run (main() fills it in; empty:
+#: in place)
+_INSTALLED: dict[str, str] = {}
+
+
 def time_once(args: list[str], repo: str = REPO) -> tuple[float, float, subprocess.CompletedProcess[bytes]]:
     """(wall seconds, CPU seconds of the child: user + system, res). CPU time is what the
     command costs; on a loaded machine it is far steadier than the wall time."""
-    env = {**_BASE_ENV, "PYTHONPATH": repo, "PYTHONPYCACHEPREFIX": _PYCACHE}
+    if _INSTALLED and repo == REPO:
+        python, cwd, env = _INSTALLED["python"], _INSTALLED["cwd"], _BASE_ENV
+        args = [os.path.join(REPO, a) if a.startswith("scenarios/") else a for a in args]
+    else:
+        python, cwd = sys.executable, repo
+        env = {**_BASE_ENV, "PYTHONPATH": repo, "PYTHONPYCACHEPREFIX": _PYCACHE}
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = now()
-    res = subprocess.run([sys.executable, *args], cwd=repo, env=env, capture_output=True)
+    res = subprocess.run([python, *args], cwd=cwd, env=env, capture_output=True)
     wall = now() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), res
@@ -64,13 +82,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="untimed rounds first, so the page cache is warm (default 1)")
     p.add_argument("--baseline", metavar="DIR",
                    help="another checkout (e.g. 'git worktree add /tmp/v010 v0.1.0'): its netvirt "
-                        "commands run interleaved with these, reported as NAME@baseline")
+                        "commands run interleaved with these, reported as NAME@baseline "
+                        "(implies --in-place)")
+    p.add_argument("--in-place", action="store_true",
+                   help="this interpreter with the checkout on PYTHONPATH, instead of a venv "
+                        "with the README's pip install .")
     args = p.parse_args(argv)
     check_args(args)
     if args.smoke:
         args.runs, args.warmup = 1, 0
     rep = Report("startup", json_mode=args.json)
-    rep.log(f"== startup: {args.runs} runs each, {sys.executable}")
+    if not (args.in_place or args.baseline or args.smoke):  # (--smoke: in place, no pip)
+        _INSTALLED.update(python=readme_install(_PYCACHE), cwd=_PYCACHE)
+    how = (f"installed as the README does ({_INSTALLED['python']})" if _INSTALLED
+           else f"in place ({sys.executable}, PYTHONPATH={REPO})")
+    rep.log(f"== startup: {args.runs} runs each, {how}")
     rep.log(machine_line())
     runs: dict[str, tuple[list[str], str]] = {k: (a, REPO) for k, a in COMMANDS.items()}
     if args.baseline:
