@@ -34,7 +34,7 @@ class UserProgram(Program):
     """Runs a user's async handler; its counters are whatever it puts in ``ctx.counters``."""
 
     schema = USER
-    KEY: ClassVar[str] = "python"
+    KEY: ClassVar[str] = USER.name
 
     def __init__(self, ctx: ProgramContext) -> None:
         super().__init__(ctx)

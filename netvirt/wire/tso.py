@@ -237,14 +237,13 @@ def _cut_np(ip: memoryview, version: int, l4: int, hdr: int, tcp: bool, payload:
     heads[:] = np.frombuffer(bytes(tpl), np.uint8)
     words = heads.view(">u2")
     if version == 4:
+        idents = shape.index + ident
+        idents &= 0xFFFF
         words[:, 1] = shape.length
-        if ident + count <= 0x10000:  # no wrap: ident + i for segment i
-            words[:, 2] = shape.index + ident
-            words[:, 5] = _field(shape.length + shape.index + (ip_base + ident))
-        else:
-            idents = (shape.index + ident) & 0xFFFF
-            words[:, 2] = idents
-            words[:, 5] = _field(ip_base + shape.length + idents)
+        words[:, 2] = idents
+        idents += shape.length
+        idents += ip_base
+        words[:, 5] = _field(idents)
     else:
         words[:, 2] = shape.length
     sums = piece_sums_array(payload, mss) if size else None
